@@ -1,0 +1,170 @@
+"""System checks for ``settings.CHATKIT`` and the deployment around it.
+
+Every id is listed in docs/reference/checks.md; tests assert each one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+from chatkit_django.conf import DEFAULTS, IMPORT_STRINGS, SETTING_NAME, perform_import
+
+POSITIVE_NUMBERS = (
+    "MAX_REQUEST_BYTES",
+    "KEEPALIVE_SECONDS",
+    "MAX_UPLOAD_BYTES",
+    "UPLOAD_TOKEN_MAX_AGE",
+    "PREVIEW_URL_MAX_AGE",
+    "UNATTACHED_MAX_AGE",
+    "MAX_TRANSCRIPTION_BYTES",
+    "ATTACHMENT_TEXT_MAX_CHARS",
+    "ENTITY_SEARCH_LIMIT",
+)
+
+
+def _user_settings() -> Any:
+    return getattr(settings, SETTING_NAME, {})
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
+    user = _user_settings()
+    if not isinstance(user, dict):
+        return [
+            Error(
+                f"CHATKIT should be a dict, not {type(user).__name__}.",
+                hint="Set CHATKIT = {'SERVER_CLASS': 'myproject.chat.MyServer'} in your settings.",
+                id="chatkit_django.E001",
+            )
+        ]
+    errors: list[Error | Warning] = []
+    unknown = sorted(set(user) - set(DEFAULTS))
+    if unknown:
+        errors.append(
+            Error(
+                f"Unknown CHATKIT key(s): {', '.join(unknown)}.",
+                hint=f"Valid keys are: {', '.join(sorted(DEFAULTS))}.",
+                id="chatkit_django.E002",
+            )
+        )
+    imported: dict[str, Any] = {}
+    for key in sorted(IMPORT_STRINGS):
+        value = user.get(key, DEFAULTS[key])
+        try:
+            imported[key] = perform_import(value, key)
+        except ImportError as e:
+            errors.append(
+                Error(
+                    str(e),
+                    hint=f"Point CHATKIT[{key!r}] at an importable dotted path.",
+                    id="chatkit_django.E003",
+                )
+            )
+    errors.extend(_check_server_class(imported, "SERVER_CLASS" in imported))
+    for key in POSITIVE_NUMBERS:
+        value = user.get(key, DEFAULTS[key])
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            errors.append(
+                Error(
+                    f"CHATKIT[{key!r}] should be a positive number, not {value!r}.",
+                    id="chatkit_django.E005",
+                )
+            )
+    mime_types = user.get("ALLOWED_MIME_TYPES", DEFAULTS["ALLOWED_MIME_TYPES"])
+    if not isinstance(mime_types, list | tuple) or not all(
+        isinstance(m, str) and m.count("/") == 1 for m in mime_types
+    ):
+        errors.append(
+            Error(
+                "CHATKIT['ALLOWED_MIME_TYPES'] should be a list of MIME types such as "
+                f"'image/png' or 'image/*', not {mime_types!r}.",
+                id="chatkit_django.E006",
+            )
+        )
+    alias = user.get("STORAGE_ALIAS")
+    if alias is not None and alias not in settings.STORAGES:
+        errors.append(
+            Error(
+                f"CHATKIT['STORAGE_ALIAS'] is {alias!r}, which is not a key of STORAGES.",
+                hint=f"Add STORAGES[{alias!r}] or use one of: {', '.join(settings.STORAGES)}.",
+                id="chatkit_django.E007",
+            )
+        )
+    return errors
+
+
+def _check_server_class(imported: dict[str, Any], importable: bool) -> list[Error]:  # noqa: FBT001
+    from chatkit.server import ChatKitServer
+
+    if not importable:
+        return []
+    server_class = imported["SERVER_CLASS"]
+    if server_class is None:
+        return [
+            Error(
+                "CHATKIT['SERVER_CLASS'] is not set.",
+                hint="Subclass chatkit_django.server.DjangoChatKitServer, implement respond(), "
+                "and set CHATKIT['SERVER_CLASS'] to its dotted path.",
+                id="chatkit_django.E004",
+            )
+        ]
+    if not (isinstance(server_class, type) and issubclass(server_class, ChatKitServer)):
+        return [
+            Error(
+                f"CHATKIT['SERVER_CLASS'] {server_class!r} is not a subclass of "
+                "chatkit.server.ChatKitServer.",
+                hint="Subclass chatkit_django.server.DjangoChatKitServer and point "
+                "SERVER_CLASS at it.",
+                id="chatkit_django.E004",
+            )
+        ]
+    return []
+
+
+@register(Tags.compatibility)
+def check_deployment(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    warnings: list[Warning] = []
+    asgi = bool(getattr(settings, "ASGI_APPLICATION", None)) or (
+        "daphne" in settings.INSTALLED_APPS
+    )
+    if not asgi:
+        warnings.append(
+            Warning(
+                "chatkit_django streams Server-Sent Events, but this project is not set up "
+                "for ASGI: under WSGI each stream holds a worker and is buffered to the end.",
+                hint="Serve the project with an ASGI server (daphne, uvicorn) and set "
+                "ASGI_APPLICATION, or add 'daphne' first in INSTALLED_APPS.",
+                id="chatkit_django.W001",
+            )
+        )
+    if asgi:
+        for alias, db in settings.DATABASES.items():
+            if db.get("CONN_MAX_AGE"):
+                warnings.append(
+                    Warning(
+                        f"DATABASES[{alias!r}]['CONN_MAX_AGE'] is {db['CONN_MAX_AGE']!r} "
+                        "under ASGI.",
+                        hint="Django's async docs advise CONN_MAX_AGE = 0 under ASGI; use "
+                        "a pooler (PgBouncer, or OPTIONS['pool'] with psycopg) instead.",
+                        id="chatkit_django.W002",
+                    )
+                )
+    return warnings
+
+
+@register(Tags.security)
+def check_security(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    user = _user_settings()
+    if isinstance(user, dict) and user.get("ALLOW_ANONYMOUS"):
+        return [
+            Warning(
+                "CHATKIT['ALLOW_ANONYMOUS'] is True: anyone can reach the ChatKit endpoint.",
+                hint="Make sure DjangoStore.get_user() maps anonymous requests to a user of "
+                "their own, or their threads would be shared.",
+                id="chatkit_django.W003",
+            )
+        ]
+    return []

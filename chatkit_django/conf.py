@@ -1,0 +1,127 @@
+"""The one reader of ``settings.CHATKIT``.
+
+Access values as attributes of ``chatkit_settings``; keys listed in ``IMPORT_STRINGS`` are
+dotted paths and come back imported. Values are cached and dropped again when Django sends
+``setting_changed`` for ``CHATKIT`` (``override_settings`` in tests), as DRF's ``api_settings``
+does. Importing this module does not touch Django settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+SETTING_NAME = "CHATKIT"
+
+DEFAULTS: dict[str, Any] = {
+    # Server and stores
+    "SERVER_CLASS": None,
+    "STORE_CLASS": "chatkit_django.store.DjangoStore",
+    "ATTACHMENT_STORE_CLASS": "chatkit_django.attachments.DjangoAttachmentStore",
+    # Endpoint
+    "AUTHENTICATION_CLASSES": None,
+    "ALLOW_ANONYMOUS": False,
+    "CONTEXT_FACTORY": None,
+    "MAX_REQUEST_BYTES": 10 * 1024 * 1024,
+    "KEEPALIVE_SECONDS": 15.0,
+    # Attachments
+    "STORAGE_ALIAS": None,
+    "MAX_UPLOAD_BYTES": 20 * 1024 * 1024,
+    "ALLOWED_MIME_TYPES": [
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "application/pdf",
+        "text/*",
+        "application/json",
+    ],
+    "UPLOAD_TOKEN_MAX_AGE": 15 * 60,
+    "PREVIEW_URL_MAX_AGE": 5 * 60,
+    "PRESIGNED_UPLOADS": False,
+    "UNATTACHED_MAX_AGE": 24 * 60 * 60,
+    # Rich input
+    "OPENAI_CLIENT_FACTORY": None,
+    "TRANSCRIPTION_MODEL": "gpt-4o-transcribe",
+    "MAX_TRANSCRIPTION_BYTES": 25 * 1024 * 1024,
+    "ATTACHMENT_TEXT_MAX_CHARS": 50_000,
+    "IMAGE_INPUT_AS_URL": False,
+    "ENTITY_SEARCH_LIMIT": 10,
+}
+
+# Keys whose values are dotted paths (or lists of them), imported on first access.
+IMPORT_STRINGS = {
+    "SERVER_CLASS",
+    "STORE_CLASS",
+    "ATTACHMENT_STORE_CLASS",
+    "AUTHENTICATION_CLASSES",
+    "CONTEXT_FACTORY",
+    "OPENAI_CLIENT_FACTORY",
+}
+
+
+def perform_import(value: Any, setting_name: str) -> Any:
+    """Import a dotted path, or each dotted path in a list; pass other values through."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return import_from_string(value, setting_name)
+    if isinstance(value, list | tuple):
+        return [import_from_string(item, setting_name) for item in value]
+    return value
+
+
+def import_from_string(value: str, setting_name: str) -> Any:
+    try:
+        return import_string(value)
+    except ImportError as e:
+        msg = f"Could not import {value!r} for CHATKIT[{setting_name!r}]. {type(e).__name__}: {e}."
+        raise ImportError(msg) from e
+
+
+class ChatKitSettings:
+    """Lazy, cached view of ``settings.CHATKIT`` merged over ``DEFAULTS``."""
+
+    def __init__(self, defaults: dict[str, Any] | None = None) -> None:
+        self.defaults = defaults or DEFAULTS
+        self._cached: set[str] = set()
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        if not hasattr(self, "_user_settings"):
+            from django.conf import settings
+
+            value = getattr(settings, SETTING_NAME, {})
+            # checks.py reports a non-dict CHATKIT; here we fall back to the defaults.
+            self._user_settings = value if isinstance(value, dict) else {}
+        return self._user_settings
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr not in self.defaults:
+            raise AttributeError(f"Invalid CHATKIT setting: {attr!r}")
+        value = self.user_settings.get(attr, self.defaults[attr])
+        if attr in IMPORT_STRINGS:
+            value = perform_import(value, attr)
+        self._cached.add(attr)
+        setattr(self, attr, value)
+        return value
+
+    def reload(self) -> None:
+        for attr in self._cached:
+            delattr(self, attr)
+        self._cached.clear()
+        if hasattr(self, "_user_settings"):
+            delattr(self, "_user_settings")
+
+
+chatkit_settings = ChatKitSettings()
+
+
+def reload_chatkit_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING_NAME:
+        chatkit_settings.reload()
+
+
+setting_changed.connect(reload_chatkit_settings)

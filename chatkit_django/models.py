@@ -1,0 +1,154 @@
+"""Rows that hold ChatKit threads, items, attachments and feedback.
+
+The SDK's pydantic model is the stored truth: ``data`` keeps ``model.model_dump(mode="json",
+by_alias=True)`` and loads back equal. The other columns are copies made for filtering,
+ordering and the admin, written by ``DjangoStore`` from the model on every save.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Thread(models.Model):
+    """A conversation, owned by one user."""
+
+    id = models.CharField(_("id"), max_length=255, primary_key=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="chatkit_threads",
+        verbose_name=_("owner"),
+    )
+    title = models.TextField(_("title"), blank=True, default="")
+    status = models.CharField(_("status"), max_length=16, default="active")
+    created_at = models.DateTimeField(_("created at"))
+    # Tie-breaker for equal created_at values: insertion order (see _internal.ordering).
+    seq = models.BigIntegerField(_("sequence"), editable=False)
+    updated_at = models.DateTimeField(_("last activity"), auto_now=True)
+    data = models.JSONField(_("data"))
+
+    class Meta:
+        verbose_name = _("thread")
+        verbose_name_plural = _("threads")
+        indexes = [
+            models.Index(
+                fields=["owner", "created_at", "seq", "id"], name="chatkit_thread_owner_order"
+            ),
+            models.Index(fields=["updated_at"], name="chatkit_thread_updated"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or self.id
+
+
+class ThreadItem(models.Model):
+    """One item of a thread: a message, widget, workflow, hidden context..."""
+
+    id = models.CharField(_("id"), max_length=255, primary_key=True)
+    thread = models.ForeignKey(
+        Thread, on_delete=models.CASCADE, related_name="items", verbose_name=_("thread")
+    )
+    type = models.CharField(_("type"), max_length=64)
+    created_at = models.DateTimeField(_("created at"))
+    seq = models.BigIntegerField(_("sequence"), editable=False)
+    preview = models.TextField(_("text preview"), blank=True, default="")
+    data = models.JSONField(_("data"))
+
+    class Meta:
+        verbose_name = _("thread item")
+        verbose_name_plural = _("thread items")
+        indexes = [
+            models.Index(
+                fields=["thread", "created_at", "seq", "id"], name="chatkit_item_thread_order"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id}"
+
+
+def attachment_storage():
+    from chatkit_django.attachments import get_attachment_storage
+
+    return get_attachment_storage()
+
+
+class Attachment(models.Model):
+    """A file a user uploaded, with its bytes on the configured Django storage."""
+
+    id = models.CharField(_("id"), max_length=255, primary_key=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="chatkit_attachments",
+        verbose_name=_("owner"),
+    )
+    # Deleting a thread deletes its attachments (and, on commit, their bytes).
+    thread = models.ForeignKey(
+        Thread,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="attachments",
+        verbose_name=_("thread"),
+    )
+    name = models.CharField(_("name"), max_length=255)
+    mime_type = models.CharField(_("MIME type"), max_length=255)
+    type = models.CharField(_("type"), max_length=16)
+    size = models.BigIntegerField(_("size"), null=True, blank=True)
+    file = models.FileField(
+        _("file"), storage=attachment_storage, max_length=500, blank=True, default=""
+    )
+    # Nonce of the outstanding two-phase upload token; cleared when the token is used.
+    upload_nonce = models.CharField(_("upload nonce"), max_length=64, blank=True, default="")
+    uploaded_at = models.DateTimeField(_("uploaded at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    data = models.JSONField(_("data"))
+
+    class Meta:
+        verbose_name = _("attachment")
+        verbose_name_plural = _("attachments")
+        indexes = [
+            models.Index(fields=["owner", "created_at"], name="chatkit_attachment_owner"),
+            models.Index(fields=["thread", "created_at"], name="chatkit_attachment_thread"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Feedback(models.Model):
+    """A thumbs up or down on one item, as sent by ``items.feedback``."""
+
+    class Kind(models.TextChoices):
+        POSITIVE = "positive", _("positive")
+        NEGATIVE = "negative", _("negative")
+
+    thread = models.ForeignKey(
+        Thread, on_delete=models.CASCADE, related_name="feedback", verbose_name=_("thread")
+    )
+    item = models.ForeignKey(
+        ThreadItem, on_delete=models.CASCADE, related_name="feedback", verbose_name=_("item")
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="chatkit_feedback",
+        verbose_name=_("user"),
+    )
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("feedback")
+        verbose_name_plural = _("feedback")
+        constraints = [
+            models.UniqueConstraint(fields=["item", "user"], name="chatkit_feedback_one_per_user"),
+        ]
+        indexes = [models.Index(fields=["thread", "kind"], name="chatkit_feedback_thread_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.item_id}"

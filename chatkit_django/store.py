@@ -1,0 +1,340 @@
+"""``DjangoStore``: the SDK's ``Store`` contract on Django's async ORM.
+
+Every method scopes what it touches to the acting user: the owner has full access, anyone
+else needs ``chatkit_django.<action>_thread`` (or ``_attachment``) as a model permission or,
+through an object-level backend, on the row itself. Rows the user may not see behave
+exactly like rows that do not exist: loads raise ``NotFoundError``, listings leave them out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from chatkit.store import NotFoundError, Store, StoreItemType
+from chatkit.types import (
+    AssistantMessageItem,
+    Attachment,
+    Page,
+    ThreadItem,
+    ThreadMetadata,
+    UserMessageItem,
+    UserMessageTagContent,
+)
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+from pydantic import BaseModel, TypeAdapter
+
+from chatkit_django import models as chatkit_models
+from chatkit_django._internal.ordering import keyset_page, next_seq, ordering_datetime
+from chatkit_django.context import ChatKitContext
+from chatkit_django.ids import generate_id
+
+ThreadItemAdapter: TypeAdapter[ThreadItem] = TypeAdapter(ThreadItem)
+AttachmentAdapter: TypeAdapter[Attachment] = TypeAdapter(Attachment)
+
+
+def dump(model: BaseModel, **kwargs: Any) -> dict[str, Any]:
+    """The JSON we store for an SDK model; it validates back to an equal model."""
+    return model.model_dump(mode="json", by_alias=True, **kwargs)
+
+
+def item_preview(item: ThreadItem) -> str:
+    """Plain text of a message, for search and the admin; empty for other item types."""
+    if isinstance(item, UserMessageItem):
+        parts = [
+            f"@{part.text}" if isinstance(part, UserMessageTagContent) else part.text
+            for part in item.content
+        ]
+        return " ".join(p for p in parts if p)
+    if isinstance(item, AssistantMessageItem):
+        return "\n".join(part.text for part in item.content if part.text)
+    return ""
+
+
+class DjangoStore(Store[ChatKitContext]):
+    """Threads and items in ``chatkit_django.Thread``/``ThreadItem``, attachments' metadata in
+    ``Attachment``.
+
+    Subclass to change how the acting user is found (``get_user``) or who may do what
+    (``has_access``).
+    """
+
+    thread_model = chatkit_models.Thread
+    item_model = chatkit_models.ThreadItem
+    attachment_model = chatkit_models.Attachment
+
+    # -- identity and access -------------------------------------------------
+
+    def get_user(self, context: ChatKitContext) -> Any:
+        """The user acting in ``context``. Override for a context type of your own."""
+        return context.user
+
+    def _user(self, context: ChatKitContext) -> Any:
+        user = self.get_user(context)
+        if user is None or not user.is_authenticated:
+            return None
+        return user
+
+    def _writer(self, context: ChatKitContext) -> Any:
+        user = self._user(context)
+        if user is None:
+            raise PermissionDenied("An authenticated user is required to write ChatKit data.")
+        return user
+
+    async def has_access(self, user: Any, obj: models.Model, action: str) -> bool:
+        """Whether ``user`` may ``action`` ("view", "change", "delete") ``obj``.
+
+        The owner may do everything. Others need the model permission, or the object
+        permission from a backend such as django-guardian or django-rules.
+        """
+        if obj.owner_id == user.pk:
+            return True
+        opts = obj._meta
+        perm = f"{opts.app_label}.{action}_{opts.model_name}"
+        return await user.ahas_perm(perm) or await user.ahas_perm(perm, obj)
+
+    async def _accessible_thread(
+        self, thread_id: str, context: ChatKitContext, action: str, *fields: str
+    ) -> chatkit_models.Thread:
+        user = self._user(context)
+        if user is not None:
+            row = (
+                await self.thread_model.objects.filter(pk=thread_id)
+                .only("owner_id", *fields)
+                .afirst()
+            )
+            if row is not None and await self.has_access(user, row, action):
+                return row
+        raise NotFoundError(f"Thread {thread_id} not found")
+
+    async def _touch_thread(self, thread_id: str, context: ChatKitContext) -> None:
+        """Check change access to a thread and record activity on it.
+
+        The owner's case is one UPDATE; only someone else's thread needs a permission check.
+        """
+        user = self._user(context)
+        now = timezone.now()
+        if user is not None:
+            updated = await self.thread_model.objects.filter(pk=thread_id, owner=user).aupdate(
+                updated_at=now
+            )
+            if updated:
+                return
+        await self._accessible_thread(thread_id, context, "change")
+        await self.thread_model.objects.filter(pk=thread_id).aupdate(updated_at=now)
+
+    # -- ids -----------------------------------------------------------------
+
+    def generate_thread_id(self, context: ChatKitContext) -> str:
+        return generate_id("thread")
+
+    def generate_item_id(
+        self, item_type: StoreItemType, thread: ThreadMetadata, context: ChatKitContext
+    ) -> str:
+        return generate_id(item_type)
+
+    # -- threads -------------------------------------------------------------
+
+    def thread_fields(self, thread: ThreadMetadata) -> dict[str, Any]:
+        """Column values for a thread; ``items`` of a full ``Thread`` are not stored here."""
+        return {
+            "title": thread.title or "",
+            "status": thread.status.type,
+            "created_at": ordering_datetime(thread.created_at),
+            "data": dump(thread, exclude={"items"}),
+        }
+
+    async def load_thread(self, thread_id: str, context: ChatKitContext) -> ThreadMetadata:
+        row = await self._accessible_thread(thread_id, context, "view", "data")
+        return ThreadMetadata.model_validate(row.data)
+
+    async def save_thread(self, thread: ThreadMetadata, context: ChatKitContext) -> None:
+        user = self._writer(context)
+        fields = self.thread_fields(thread)
+        fields["updated_at"] = timezone.now()
+        threads = self.thread_model.objects
+        if await threads.filter(pk=thread.id, owner=user).aupdate(**fields):
+            return
+        try:
+            await _insert(self.thread_model, id=thread.id, owner=user, seq=next_seq(), **fields)
+        except IntegrityError:
+            # The id exists and belongs to someone else: update it only with permission.
+            await self._accessible_thread(thread.id, context, "change")
+            await threads.filter(pk=thread.id).aupdate(**fields)
+
+    async def load_threads(
+        self, limit: int, after: str | None, order: str, context: ChatKitContext
+    ) -> Page[ThreadMetadata]:
+        """The acting user's own threads; others' threads, even visible ones, are not listed."""
+        user = self._user(context)
+        if user is None:
+            return Page(data=[], has_more=False, after=None)
+        rows = keyset_page(
+            self.thread_model.objects.filter(owner=user),
+            after=after,
+            order=order,
+            scope={"owner": user},
+        ).values_list("id", "data")
+        return _page([r async for r in rows[: limit + 1]], limit, ThreadMetadata.model_validate)
+
+    async def delete_thread(self, thread_id: str, context: ChatKitContext) -> None:
+        row = await self._accessible_thread(thread_id, context, "delete")
+        await self.thread_model.objects.filter(pk=row.pk).adelete()
+
+    # -- items ---------------------------------------------------------------
+
+    def item_fields(self, item: ThreadItem) -> dict[str, Any]:
+        return {
+            "type": item.type,
+            "preview": item_preview(item),
+            "data": dump(item),
+        }
+
+    async def load_thread_items(
+        self,
+        thread_id: str,
+        after: str | None,
+        limit: int,
+        order: str,
+        context: ChatKitContext,
+    ) -> Page[ThreadItem]:
+        try:
+            await self._accessible_thread(thread_id, context, "view")
+        except NotFoundError:
+            return Page(data=[], has_more=False, after=None)
+        rows = keyset_page(
+            self.item_model.objects.filter(thread_id=thread_id),
+            after=after,
+            order=order,
+            scope={"thread_id": thread_id},
+        ).values_list("id", "data")
+        return _page([r async for r in rows[: limit + 1]], limit, ThreadItemAdapter.validate_python)
+
+    async def load_item(self, thread_id: str, item_id: str, context: ChatKitContext) -> ThreadItem:
+        user = self._user(context)
+        if user is not None:
+            row = await (
+                self.item_model.objects.filter(pk=item_id, thread_id=thread_id)
+                .select_related("thread")
+                .only("data", "thread__owner_id")
+                .afirst()
+            )
+            if row is not None and await self.has_access(user, row.thread, "view"):
+                return ThreadItemAdapter.validate_python(row.data)
+        raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
+
+    async def add_thread_item(
+        self, thread_id: str, item: ThreadItem, context: ChatKitContext
+    ) -> None:
+        await self._touch_thread(thread_id, context)
+        fields = self.item_fields(item)
+        try:
+            await _insert(
+                self.item_model,
+                id=item.id,
+                thread_id=thread_id,
+                created_at=ordering_datetime(item.created_at),
+                seq=next_seq(),
+                **fields,
+            )
+        except IntegrityError:
+            # Added twice (e.g. saved on cancellation, then done): keep one row, in place.
+            await self._update_item(thread_id, item.id, fields)
+
+    async def save_item(self, thread_id: str, item: ThreadItem, context: ChatKitContext) -> None:
+        """Upsert; an existing item keeps its place in the thread."""
+        await self._touch_thread(thread_id, context)
+        fields = self.item_fields(item)
+        if await self.item_model.objects.filter(pk=item.id, thread_id=thread_id).aupdate(**fields):
+            return
+        try:
+            await _insert(
+                self.item_model,
+                id=item.id,
+                thread_id=thread_id,
+                created_at=ordering_datetime(item.created_at),
+                seq=next_seq(),
+                **fields,
+            )
+        except IntegrityError:
+            raise NotFoundError(f"Item {item.id} not found in thread {thread_id}") from None
+
+    async def _update_item(self, thread_id: str, item_id: str, fields: dict[str, Any]) -> None:
+        if not await self.item_model.objects.filter(pk=item_id, thread_id=thread_id).aupdate(
+            **fields
+        ):
+            # The id is taken by an item of another thread.
+            raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
+
+    async def delete_thread_item(
+        self, thread_id: str, item_id: str, context: ChatKitContext
+    ) -> None:
+        await self._touch_thread(thread_id, context)
+        await self.item_model.objects.filter(pk=item_id, thread_id=thread_id).adelete()
+
+    # -- attachments ---------------------------------------------------------
+
+    def attachment_fields(self, attachment: Attachment) -> dict[str, Any]:
+        return {
+            "name": attachment.name,
+            "mime_type": attachment.mime_type,
+            "type": attachment.type,
+            "thread_id": attachment.thread_id,
+            "data": dump(attachment),
+        }
+
+    async def _accessible_attachment(
+        self, attachment_id: str, context: ChatKitContext, action: str, *fields: str
+    ) -> chatkit_models.Attachment:
+        user = self._user(context)
+        if user is not None:
+            row = (
+                await self.attachment_model.objects.filter(pk=attachment_id)
+                .only("owner_id", *fields)
+                .afirst()
+            )
+            if row is not None and await self.has_access(user, row, action):
+                return row
+        raise NotFoundError(f"Attachment {attachment_id} not found")
+
+    async def save_attachment(self, attachment: Attachment, context: ChatKitContext) -> None:
+        """Upsert. Linking it to a thread needs change access to that thread."""
+        user = self._writer(context)
+        if attachment.thread_id is not None:
+            await self._accessible_thread(attachment.thread_id, context, "change")
+        fields = self.attachment_fields(attachment)
+        attachments = self.attachment_model.objects
+        if await attachments.filter(pk=attachment.id, owner=user).aupdate(**fields):
+            return
+        try:
+            await _insert(self.attachment_model, id=attachment.id, owner=user, **fields)
+        except IntegrityError:
+            await self._accessible_attachment(attachment.id, context, "change")
+            await attachments.filter(pk=attachment.id).aupdate(**fields)
+
+    async def load_attachment(self, attachment_id: str, context: ChatKitContext) -> Attachment:
+        row = await self._accessible_attachment(attachment_id, context, "view", "data")
+        return AttachmentAdapter.validate_python(row.data)
+
+    async def delete_attachment(self, attachment_id: str, context: ChatKitContext) -> None:
+        row = await self._accessible_attachment(attachment_id, context, "delete")
+        await self.attachment_model.objects.filter(pk=row.pk).adelete()
+
+
+@sync_to_async
+def _insert(model: type[models.Model], **fields: Any) -> None:
+    # A savepoint, so that a duplicate id does not break an enclosing transaction.
+    with transaction.atomic(using=model.objects.db):
+        model.objects.create(**fields)
+
+
+def _page(rows: list[tuple[str, Any]], limit: int, load: Any) -> Page[Any]:
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(
+        data=[load(data) for _, data in rows],
+        has_more=has_more,
+        after=rows[-1][0] if has_more and rows else None,
+    )

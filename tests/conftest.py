@@ -1,0 +1,86 @@
+import itertools
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+from chatkit.types import (
+    AssistantMessageContent,
+    AssistantMessageItem,
+    InferenceOptions,
+    ThreadMetadata,
+    UserMessageItem,
+    UserMessageTextContent,
+)
+
+from chatkit_django.context import ChatKitContext
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def user_factory(django_user_model: Any) -> Callable[..., Any]:
+    """Returns a function that creates a user; keyword arguments override the defaults."""
+
+    def make(**kwargs: Any) -> Any:
+        n = next(_counter)
+        kwargs.setdefault("username", f"user{n}")
+        kwargs.setdefault("email", f"user{n}@example.com")
+        password = kwargs.pop("password", "pw")
+        return django_user_model.objects.create_user(password=password, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+async def auser_factory(user_factory: Callable[..., Any]) -> Callable[..., Any]:
+    from asgiref.sync import sync_to_async
+
+    return sync_to_async(user_factory)
+
+
+def make_context(user: Any) -> ChatKitContext:
+    return ChatKitContext(user=user)
+
+
+def make_thread(thread_id: str | None = None, **kwargs: Any) -> ThreadMetadata:
+    kwargs.setdefault("created_at", datetime.now())
+    return ThreadMetadata(id=thread_id or f"thr_{next(_counter)}", **kwargs)
+
+
+def make_user_message(thread_id: str, text: str = "hello", **kwargs: Any) -> UserMessageItem:
+    kwargs.setdefault("id", f"msg_{next(_counter)}")
+    kwargs.setdefault("created_at", datetime.now())
+    return UserMessageItem(
+        thread_id=thread_id,
+        content=[UserMessageTextContent(text=text)],
+        inference_options=InferenceOptions(),
+        **kwargs,
+    )
+
+
+def make_assistant_message(thread_id: str, text: str = "hi", **kwargs: Any) -> AssistantMessageItem:
+    kwargs.setdefault("id", f"msg_{next(_counter)}")
+    kwargs.setdefault("created_at", datetime.now())
+    return AssistantMessageItem(
+        thread_id=thread_id, content=[AssistantMessageContent(text=text)], **kwargs
+    )
+
+
+@pytest.fixture(autouse=True)
+def _close_executor_connections(request: pytest.FixtureRequest) -> Any:
+    """Close the DB connection that async ORM calls opened in asgiref's worker thread.
+
+    Async tests reach the database from asgiref's single sync thread, not from the test's
+    thread, so pytest-django cannot close that connection, and PostgreSQL then refuses to
+    drop the test database.
+    """
+    yield
+    import asyncio
+    import inspect
+
+    if inspect.iscoroutinefunction(getattr(request.node, "obj", None)):
+        from asgiref.sync import sync_to_async
+        from django.db import connections
+
+        asyncio.run(sync_to_async(connections.close_all)())
