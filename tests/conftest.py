@@ -84,3 +84,6 @@ def _close_executor_connections(request: pytest.FixtureRequest) -> Any:
         from django.db import connections
 
         asyncio.run(sync_to_async(connections.close_all)())
+
+
+pytest_plugins = ["tests.live_server"]

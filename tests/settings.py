@@ -38,11 +38,14 @@ TEMPLATES = [
     }
 ]
 
+# A live server subprocess (tests/live_server.py) is pointed at the test database by name.
+LIVE_DB_NAME = os.environ.get("CHATKIT_LIVE_DB_NAME")
+
 if os.environ.get("CHATKIT_TEST_DB") == "postgres":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": os.environ.get("CHATKIT_PG_NAME", "chatkit"),
+            "NAME": LIVE_DB_NAME or os.environ.get("CHATKIT_PG_NAME", "chatkit"),
             "USER": os.environ.get("PGUSER", "postgres"),
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),
             "PORT": os.environ.get("PGPORT", "5432"),
@@ -52,8 +55,11 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": os.path.join(tempfile.gettempdir(), "chatkit-tests.sqlite3"),
-            "TEST": {"NAME": os.environ.get("CHATKIT_SQLITE_TEST_NAME") or None},
+            "NAME": LIVE_DB_NAME or os.path.join(tempfile.gettempdir(), "chatkit-tests.sqlite3"),
+            # A file, not :memory:, so that a live server process can share it.
+            "TEST": {
+                "NAME": os.path.join(tempfile.gettempdir(), f"chatkit-test-{os.getpid()}.sqlite3")
+            },
         }
     }
 

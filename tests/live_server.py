@@ -1,0 +1,98 @@
+"""A real ASGI server process (uvicorn) on loopback, sharing the test database.
+
+Use the ``live_server_url`` fixture (it needs ``transactional_db``, since the server process
+must see committed rows). Pass settings to the process through ``live_server_factory(env=...)``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def run_live_server(
+    app: str = "tests.asgi:application", env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Start uvicorn serving ``app`` on a free loopback port; yield its base URL."""
+    port = free_port()
+    child_env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
+        "CHATKIT_LIVE_DB_NAME": str(connection.settings_dict["NAME"]),
+        "PYTHONDEVMODE": "0",
+        **(env or {}),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=child_env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"uvicorn exited with {proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("uvicorn did not start within 30 s") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def live_server_factory(transactional_db: None) -> Iterator[Callable[..., str]]:
+    """Returns ``start(app=..., env=...) -> base_url``; servers stop at the end of the test."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+
+        def start(app: str = "tests.asgi:application", env: dict[str, str] | None = None) -> str:
+            return stack.enter_context(run_live_server(app, env))
+
+        yield start
+
+
+@pytest.fixture
+def live_server_url(live_server_factory: Callable[..., str]) -> str:
+    return live_server_factory()
