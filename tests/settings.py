@@ -4,6 +4,7 @@ import os
 import tempfile
 
 SECRET_KEY = "chatkit-django-tests"
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 USE_TZ = True
 TIME_ZONE = "Europe/Paris"  # not UTC, so naive/aware mistakes show
 ROOT_URLCONF = "tests.urls"
