@@ -93,7 +93,7 @@ class DjangoStore(Store[ChatKitContext]):
             return True
         opts = obj._meta
         perm = f"{opts.app_label}.{action}_{opts.model_name}"
-        return await user.ahas_perm(perm) or await user.ahas_perm(perm, obj)
+        return await _has_perm(user, perm, obj)
 
     async def _accessible_thread(
         self, thread_id: str, context: ChatKitContext, action: str, *fields: str
@@ -321,6 +321,13 @@ class DjangoStore(Store[ChatKitContext]):
     async def delete_attachment(self, attachment_id: str, context: ChatKitContext) -> None:
         row = await self._accessible_attachment(attachment_id, context, "delete")
         await self.attachment_model.objects.filter(pk=row.pk).adelete()
+
+
+@sync_to_async
+def _has_perm(user: Any, perm: str, obj: models.Model) -> bool:
+    # The sync API on purpose: Django's ``ahas_perm`` skips backends without an async
+    # ``ahas_perm``, and object-level backends (django-guardian, django-rules) are sync.
+    return user.has_perm(perm) or user.has_perm(perm, obj)
 
 
 @sync_to_async

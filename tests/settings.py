@@ -70,3 +70,7 @@ STORAGES = {
 }
 CHATKIT = {"SERVER_CLASS": "tests.testapp.server.EchoServer"}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "tests.testapp.permissions.ObjectPermissionBackend",
+]

@@ -1,0 +1,45 @@
+"""``DjangoStore`` against the Store contract, in two configurations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chatkit_django.context import ChatKitContext
+from chatkit_django.store import DjangoStore
+from tests.store_contract import StoreContract
+
+
+class TestDjangoStore(StoreContract):
+    def make_store(self) -> DjangoStore:
+        return DjangoStore()
+
+    def context_for(self, user: Any) -> ChatKitContext:
+        return ChatKitContext(user=user)
+
+
+@dataclass
+class Membership:
+    user: Any
+
+
+@dataclass
+class TenantContext:
+    """A project's own context type, with the user one step away."""
+
+    membership: Membership
+
+
+class TenantStore(DjangoStore):
+    def get_user(self, context: Any) -> Any:
+        return context.membership.user
+
+
+class TestDjangoStoreWithCustomContext(StoreContract):
+    """``get_user`` is the one place a project adapts the store to its own context."""
+
+    def make_store(self) -> DjangoStore:
+        return TenantStore()
+
+    def context_for(self, user: Any) -> TenantContext:
+        return TenantContext(membership=Membership(user=user))
