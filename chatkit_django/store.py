@@ -22,7 +22,7 @@ from chatkit.types import (
     UserMessageTagContent,
 )
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connections, models, transaction
 from django.utils import timezone
 from pydantic import BaseModel, TypeAdapter
 
@@ -30,6 +30,7 @@ from chatkit_django import models as chatkit_models
 from chatkit_django._internal.ordering import keyset_page, next_seq, ordering_datetime
 from chatkit_django.context import ChatKitContext
 from chatkit_django.ids import generate_id
+from chatkit_django.signals import thread_deleted
 
 ThreadItemAdapter: TypeAdapter[ThreadItem] = TypeAdapter(ThreadItem)
 AttachmentAdapter: TypeAdapter[Attachment] = TypeAdapter(Attachment)
@@ -181,7 +182,32 @@ class DjangoStore(Store[ChatKitContext]):
 
     async def delete_thread(self, thread_id: str, context: ChatKitContext) -> None:
         row = await self._accessible_thread(thread_id, context, "delete")
-        await self.thread_model.objects.filter(pk=row.pk).adelete()
+        await self._delete_thread_rows(row.pk)
+        await thread_deleted.asend(
+            sender=self.thread_model, thread_id=row.pk, user=self._user(context)
+        )
+
+    @sync_to_async
+    def _delete_thread_rows(self, thread_id: str) -> None:
+        """Delete a thread, its items and what hangs off them, in a constant number of queries.
+
+        The ORM's cascade would load every item (its JSON included) and delete them in
+        batches, so a long thread would cost queries and memory in proportion to its length.
+        Items are deleted with one plain DELETE instead, which sends no ``post_delete`` for
+        them; ``thread_deleted`` is the signal to listen to. Attachments still go through the
+        ORM, so their own deletion signals run.
+        """
+        db = self.thread_model.objects.db
+        with transaction.atomic(using=db):
+            chatkit_models.Feedback.objects.filter(thread_id=thread_id).delete()
+            items = self.item_model._meta
+            with connections[db].cursor() as cursor:
+                cursor.execute(
+                    f"DELETE FROM {connections[db].ops.quote_name(items.db_table)} "
+                    f"WHERE {connections[db].ops.quote_name(items.get_field('thread').column)} = %s",
+                    [thread_id],
+                )
+            self.thread_model.objects.filter(pk=thread_id).delete()
 
     # -- items ---------------------------------------------------------------
 
@@ -259,7 +285,9 @@ class DjangoStore(Store[ChatKitContext]):
                 **fields,
             )
         except IntegrityError:
-            raise NotFoundError(f"Item {item.id} not found in thread {thread_id}") from None
+            # A concurrent save inserted it first: update that row (or, if the id belongs
+            # to another thread, report it as not found).
+            await self._update_item(thread_id, item.id, fields)
 
     async def _update_item(self, thread_id: str, item_id: str, fields: dict[str, Any]) -> None:
         if not await self.item_model.objects.filter(pk=item_id, thread_id=thread_id).aupdate(

@@ -1,0 +1,200 @@
+"""Queries per ``DjangoStore`` call: a small constant, whatever the page size.
+
+The async ORM runs queries on asgiref's sync worker thread, whose connection is not the
+test thread's, so queries are captured there (``capture_queries``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from chatkit.types import FileAttachment
+from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from chatkit_django import models
+from chatkit_django._internal.ordering import next_seq
+from chatkit_django.context import ChatKitContext
+from chatkit_django.store import DjangoStore, dump
+from tests.conftest import make_thread, make_user_message
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+T0 = datetime(2026, 5, 1, 12, 0, 0)
+
+
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
+
+
+class Captured:
+    """Statements that touch data; transaction control differs by backend and is left out
+    (SQLite logs ``BEGIN``/``COMMIT``, PostgreSQL's driver does not)."""
+
+    queries: list[dict[str, Any]]
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    def __str__(self) -> str:
+        return "\n".join(q["sql"] for q in self.queries)
+
+
+@asynccontextmanager
+async def capture_queries() -> AsyncIterator[Captured]:
+    """Queries run by the async ORM inside the block (on asgiref's worker thread)."""
+    result = Captured()
+    context = CaptureQueriesContext(connection)
+    await sync_to_async(context.__enter__)()
+    try:
+        yield result
+    finally:
+
+        def leave() -> None:
+            context.__exit__(None, None, None)
+            result.queries = [
+                q for q in context.captured_queries if not q["sql"].startswith(TRANSACTION_CONTROL)
+            ]
+
+        await sync_to_async(leave)()
+
+
+@asynccontextmanager
+async def assert_queries(n: int) -> AsyncIterator[None]:
+    async with capture_queries() as captured:
+        yield
+    assert len(captured) == n, f"{len(captured)} queries, expected {n}:\n{captured}"
+
+
+@pytest.fixture
+def store() -> DjangoStore:
+    return DjangoStore()
+
+
+@pytest.fixture
+async def ctx(auser_factory: Any) -> ChatKitContext:
+    return ChatKitContext(user=await auser_factory())
+
+
+@pytest.fixture
+async def big_thread(store: DjangoStore, ctx: ChatKitContext) -> Any:
+    """A thread with 250 items, inserted in bulk (the store is not under test here)."""
+    thread = make_thread(created_at=T0)
+    await store.save_thread(thread, ctx)
+    rows = []
+    for i in range(250):
+        item = make_user_message(thread.id, f"m{i}", created_at=T0 + timedelta(seconds=i))
+        rows.append(
+            models.ThreadItem(
+                id=item.id,
+                thread_id=thread.id,
+                type=item.type,
+                created_at=T0.replace(tzinfo=models_tz()) + timedelta(seconds=i),
+                seq=next_seq(),
+                data=dump(item),
+            )
+        )
+    await models.ThreadItem.objects.abulk_create(rows)
+    return thread
+
+
+def models_tz() -> Any:
+    from django.utils import timezone
+
+    return timezone.get_default_timezone()
+
+
+@pytest.mark.parametrize("limit", [1, 100])
+@pytest.mark.parametrize("order", ["asc", "desc"])
+async def test_load_thread_items(
+    store: DjangoStore, ctx: ChatKitContext, big_thread: Any, limit: int, order: str
+) -> None:
+    async with assert_queries(2):
+        first = await store.load_thread_items(big_thread.id, None, limit, order, ctx)
+    async with assert_queries(2):
+        second = await store.load_thread_items(big_thread.id, first.after, limit, order, ctx)
+    assert len(first.data) == len(second.data) == limit
+
+
+@pytest.mark.parametrize("limit", [1, 100])
+async def test_load_threads(store: DjangoStore, ctx: ChatKitContext, limit: int) -> None:
+    threads = [
+        models.Thread(
+            id=f"thr_{i}",
+            owner=ctx.user,
+            created_at=T0.replace(tzinfo=models_tz()),
+            seq=next_seq(),
+            data=dump(make_thread(f"thr_{i}", created_at=T0)),
+        )
+        for i in range(250)
+    ]
+    await models.Thread.objects.abulk_create(threads)
+    async with assert_queries(1):
+        first = await store.load_threads(limit, None, "desc", ctx)
+    async with assert_queries(1):
+        second = await store.load_threads(limit, first.after, "desc", ctx)
+    assert len(first.data) == len(second.data) == limit
+
+
+async def test_single_loads(store: DjangoStore, ctx: ChatKitContext, big_thread: Any) -> None:
+    attachment = FileAttachment(id="atc_q", name="a", mime_type="text/plain")
+    await store.save_attachment(attachment, ctx)
+    item_id = await models.ThreadItem.objects.values_list("id", flat=True).afirst()
+    async with assert_queries(1):
+        await store.load_thread(big_thread.id, ctx)
+    async with assert_queries(1):
+        await store.load_item(big_thread.id, item_id, ctx)
+    async with assert_queries(1):
+        await store.load_attachment(attachment.id, ctx)
+
+
+async def test_writes(store: DjangoStore, ctx: ChatKitContext, big_thread: Any) -> None:
+    thread = make_thread(created_at=T0)
+    async with assert_queries(2):
+        await store.save_thread(thread, ctx)  # UPDATE finds nothing, INSERT
+    async with assert_queries(1):
+        await store.save_thread(thread.model_copy(update={"title": "t"}), ctx)
+    item = make_user_message(big_thread.id)
+    async with assert_queries(2):
+        await store.add_thread_item(big_thread.id, item, ctx)  # touch thread, INSERT
+    async with assert_queries(2):
+        await store.save_item(big_thread.id, item, ctx)  # touch thread, UPDATE
+    async with assert_queries(4):  # touch thread, then the ORM's cascade: item, feedback, item
+        await store.delete_thread_item(big_thread.id, item.id, ctx)
+    attachment = FileAttachment(id="atc_w", name="a", mime_type="text/plain")
+    async with assert_queries(2):
+        await store.save_attachment(attachment, ctx)
+    async with assert_queries(1):
+        await store.save_attachment(attachment, ctx)
+
+
+async def test_delete_thread_is_constant(
+    store: DjangoStore, ctx: ChatKitContext, big_thread: Any
+) -> None:
+    small = make_thread()
+    await store.save_thread(small, ctx)
+    await store.add_thread_item(small.id, make_user_message(small.id), ctx)
+    async with capture_queries() as for_small:
+        await store.delete_thread(small.id, ctx)
+    async with capture_queries() as for_big:
+        await store.delete_thread(big_thread.id, ctx)
+    assert len(for_small) == len(for_big)
+    assert not await models.ThreadItem.objects.aexists()
+
+
+async def test_non_owner_with_permission_is_constant_too(
+    store: DjangoStore, auser_factory: Any, big_thread: Any
+) -> None:
+    viewer = await auser_factory()
+    await viewer.user_permissions.aadd(await Permission.objects.aget(codename="view_thread"))
+    vctx = ChatKitContext(user=viewer)
+    # The first check loads the user's permissions (2 queries) and caches them on the user.
+    async with assert_queries(4):
+        page = await store.load_thread_items(big_thread.id, None, 100, "asc", vctx)
+    async with assert_queries(2):
+        await store.load_thread_items(big_thread.id, page.after, 1, "asc", vctx)
