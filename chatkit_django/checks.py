@@ -118,7 +118,7 @@ def _check_server_class(imported: dict[str, Any], importable: bool) -> list[Erro
                 "chatkit.server.ChatKitServer.",
                 hint="Subclass chatkit_django.server.DjangoChatKitServer and point "
                 "SERVER_CLASS at it.",
-                id="chatkit_django.E004",
+                id="chatkit_django.E008",
             )
         ]
     return []

@@ -1,0 +1,185 @@
+"""Each system check id fires for its misconfiguration, with its message; ids are unique."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core import checks
+from django.test import override_settings
+
+from chatkit_django import checks as chatkit_checks
+from chatkit_django.conf import DEFAULTS
+
+ROOT = Path(__file__).resolve().parent.parent
+ECHO = "tests.testapp.server.EchoServer"
+
+
+def run_all() -> list[checks.CheckMessage]:
+    return [
+        *chatkit_checks.check_settings(),
+        *chatkit_checks.check_deployment(),
+        *chatkit_checks.check_security(),
+    ]
+
+
+def ids(messages: list[checks.CheckMessage]) -> list[str]:
+    return [m.id for m in messages]
+
+
+def only(messages: list[checks.CheckMessage]) -> checks.CheckMessage:
+    assert len(messages) == 1, messages
+    return messages[0]
+
+
+def test_test_settings_are_clean() -> None:
+    assert run_all() == []
+
+
+def test_registered_with_django() -> None:
+    with override_settings(CHATKIT=[]):
+        assert "chatkit_django.E001" in ids(checks.run_checks())
+    with override_settings(CHATKIT={"ALLOW_ANONYMOUS": True, "SERVER_CLASS": ECHO}):
+        assert ids(checks.run_checks(tags=[checks.Tags.security])) == ["chatkit_django.W003"]
+
+
+@override_settings(CHATKIT=["SERVER_CLASS"])
+def test_e001_not_a_dict() -> None:
+    message = only(run_all())
+    assert message.id == "chatkit_django.E001"
+    assert message.msg == "CHATKIT should be a dict, not list."
+    assert isinstance(message, checks.Error)
+
+
+@override_settings(CHATKIT={"SERVER_CLASS": ECHO, "MAX_UPLOADS_BYTES": 1, "ZZZ": 2})
+def test_e002_unknown_keys() -> None:
+    message = only(run_all())
+    assert message.id == "chatkit_django.E002"
+    assert message.msg == "Unknown CHATKIT key(s): MAX_UPLOADS_BYTES, ZZZ."
+    assert "MAX_UPLOAD_BYTES" in message.hint
+    assert message.hint == f"Valid keys are: {', '.join(sorted(DEFAULTS))}."
+
+
+@override_settings(CHATKIT={"SERVER_CLASS": ECHO, "STORE_CLASS": "tests.nowhere.Store"})
+def test_e003_dotted_path_does_not_import() -> None:
+    message = only(run_all())
+    assert message.id == "chatkit_django.E003"
+    assert message.msg.startswith(
+        "Could not import 'tests.nowhere.Store' for CHATKIT['STORE_CLASS']. ModuleNotFoundError: "
+    )
+    assert message.hint == "Point CHATKIT['STORE_CLASS'] at an importable dotted path."
+
+
+@override_settings(CHATKIT={"SERVER_CLASS": "tests.testapp.server.Missing"})
+def test_e003_for_server_class_does_not_also_report_e004() -> None:
+    assert ids(run_all()) == ["chatkit_django.E003"]
+
+
+@override_settings(CHATKIT={})
+def test_e004_server_class_not_set() -> None:
+    message = only(run_all())
+    assert message.id == "chatkit_django.E004"
+    assert message.msg == "CHATKIT['SERVER_CLASS'] is not set."
+
+
+@override_settings(CHATKIT={"SERVER_CLASS": "chatkit_django.store.DjangoStore"})
+def test_e008_server_class_of_the_wrong_kind() -> None:
+    message = only(run_all())
+    assert message.id == "chatkit_django.E008"
+    assert message.msg == (
+        "CHATKIT['SERVER_CLASS'] <class 'chatkit_django.store.DjangoStore'> is not a subclass "
+        "of chatkit.server.ChatKitServer."
+    )
+
+
+@pytest.mark.parametrize("value", [0, -1, "10", None, True])
+def test_e005_not_a_positive_number(value: Any) -> None:
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "MAX_UPLOAD_BYTES": value}):
+        message = only(run_all())
+    assert message.id == "chatkit_django.E005"
+    assert message.msg == f"CHATKIT['MAX_UPLOAD_BYTES'] should be a positive number, not {value!r}."
+
+
+@pytest.mark.parametrize("value", ["image/png", ["image"], ["image/png", 3], ["a/b/c"]])
+def test_e006_bad_mime_types(value: Any) -> None:
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "ALLOWED_MIME_TYPES": value}):
+        message = only(run_all())
+    assert message.id == "chatkit_django.E006"
+    assert f"not {value!r}." in message.msg
+
+
+def test_e006_accepts_wildcards() -> None:
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "ALLOWED_MIME_TYPES": ["image/*"]}):
+        assert run_all() == []
+
+
+@override_settings(CHATKIT={"SERVER_CLASS": ECHO, "STORAGE_ALIAS": "uploads"})
+def test_e007_unknown_storage_alias() -> None:
+    message = only(run_all())
+    assert message.id == "chatkit_django.E007"
+    assert message.msg == "CHATKIT['STORAGE_ALIAS'] is 'uploads', which is not a key of STORAGES."
+    assert message.hint == "Add STORAGES['uploads'] or use one of: default, staticfiles."
+
+
+@override_settings(ASGI_APPLICATION=None)
+def test_w001_not_asgi() -> None:
+    message = only(run_all())
+    assert message.id == "chatkit_django.W001"
+    assert isinstance(message, checks.Warning)
+    assert "not set up for ASGI" in message.msg
+
+
+def test_w001_silent_with_daphne(settings: Any) -> None:
+    settings.ASGI_APPLICATION = None
+    settings.INSTALLED_APPS = ["daphne", *settings.INSTALLED_APPS]
+    assert run_all() == []
+
+
+def test_w002_persistent_connections_under_asgi(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Patched in place for the one call: override_settings(DATABASES=...) is not supported.
+    monkeypatch.setitem(settings.DATABASES["default"], "CONN_MAX_AGE", 60)
+    message = only(chatkit_checks.check_deployment())
+    monkeypatch.undo()
+    assert message.id == "chatkit_django.W002"
+    assert message.msg == "DATABASES['default']['CONN_MAX_AGE'] is 60 under ASGI."
+
+
+@override_settings(CHATKIT={"SERVER_CLASS": ECHO, "ALLOW_ANONYMOUS": True})
+def test_w003_anonymous_access() -> None:
+    message = only(run_all())
+    assert message.id == "chatkit_django.W003"
+    assert message.msg == (
+        "CHATKIT['ALLOW_ANONYMOUS'] is True: anyone can reach the ChatKit endpoint."
+    )
+
+
+def check_ids_in_source() -> list[str]:
+    """Every ``id="chatkit_django.…"`` literal in checks.py, in source order."""
+    tree = ast.parse((ROOT / "chatkit_django" / "checks.py").read_text())
+    return [
+        kw.value.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        for kw in node.keywords
+        if kw.arg == "id" and isinstance(kw.value, ast.Constant)
+    ]
+
+
+def test_every_check_id_is_unique() -> None:
+    found = check_ids_in_source()
+    assert len(found) >= 11
+    assert len(found) == len(set(found)), sorted(found)
+
+
+def test_every_check_id_is_documented_and_tested() -> None:
+    documented = re.findall(
+        r"\*\*(chatkit_django\.[EW]\d{3})\*\*", (ROOT / "docs/reference/checks.md").read_text()
+    )
+    assert sorted(documented) == sorted(check_ids_in_source())
+    tested = set(re.findall(r"def test_([ew]\d{3})_", Path(__file__).read_text()))
+    assert {f"chatkit_django.{t.upper()}" for t in tested} == set(check_ids_in_source())

@@ -1,0 +1,119 @@
+"""``chatkit_settings``: defaults, reloading under ``override_settings``, import errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from chatkit_django.conf import DEFAULTS, IMPORT_STRINGS, ChatKitSettings, chatkit_settings
+from chatkit_django.store import DjangoStore
+from tests.testapp.server import EchoServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def default(key: str) -> Any:
+    return DEFAULTS[key]
+
+
+def setting(key: str) -> Any:
+    # A call rather than ``chatkit_settings.KEY``, which ruff's SIM300 takes for a constant.
+    return getattr(chatkit_settings, key)
+
+
+@override_settings(CHATKIT={})
+def test_defaults() -> None:
+    for key, value in DEFAULTS.items():
+        if key in IMPORT_STRINGS and isinstance(value, str):
+            continue
+        assert getattr(chatkit_settings, key) == value, key
+    assert chatkit_settings.STORE_CLASS is DjangoStore
+    assert chatkit_settings.SERVER_CLASS is None
+
+
+def test_project_values_win_and_dotted_paths_are_imported() -> None:
+    assert chatkit_settings.SERVER_CLASS is EchoServer
+    with override_settings(
+        CHATKIT={
+            "MAX_UPLOAD_BYTES": 5,
+            "AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+        }
+    ):
+        from rest_framework.authentication import TokenAuthentication
+
+        assert setting("MAX_UPLOAD_BYTES") == 5
+        assert setting("AUTHENTICATION_CLASSES") == [TokenAuthentication]
+        assert setting("MAX_REQUEST_BYTES") == default("MAX_REQUEST_BYTES")
+
+
+def test_override_settings_reloads_cached_values() -> None:
+    assert setting("MAX_UPLOAD_BYTES") == default("MAX_UPLOAD_BYTES")  # now cached
+    with override_settings(CHATKIT={"MAX_UPLOAD_BYTES": 7}):
+        assert setting("MAX_UPLOAD_BYTES") == 7
+        with override_settings(CHATKIT={"MAX_UPLOAD_BYTES": 8}):
+            assert setting("MAX_UPLOAD_BYTES") == 8
+        assert setting("MAX_UPLOAD_BYTES") == 7
+    assert setting("MAX_UPLOAD_BYTES") == default("MAX_UPLOAD_BYTES")
+    assert chatkit_settings.SERVER_CLASS is EchoServer
+
+
+def test_other_settings_do_not_reload(settings: object) -> None:
+    cached = ChatKitSettings()
+    keepalive = cached.KEEPALIVE_SECONDS
+    assert keepalive == default("KEEPALIVE_SECONDS")
+    with override_settings(DEBUG=True):
+        assert "KEEPALIVE_SECONDS" in vars(cached)
+
+
+def test_unknown_attribute() -> None:
+    with pytest.raises(AttributeError, match=r"^Invalid CHATKIT setting: 'MAX_UPLOADS'$"):
+        _ = chatkit_settings.MAX_UPLOADS
+
+
+@override_settings(CHATKIT={"STORE_CLASS": "myproject.stores.Missing"})
+def test_import_error_names_setting_value_and_cause() -> None:
+    with pytest.raises(ImportError) as excinfo:
+        _ = chatkit_settings.STORE_CLASS
+    assert str(excinfo.value) == (
+        "Could not import 'myproject.stores.Missing' for CHATKIT['STORE_CLASS']. "
+        "ModuleNotFoundError: No module named 'myproject'."
+    )
+    assert isinstance(excinfo.value.__cause__, ModuleNotFoundError)
+
+
+@override_settings(CHATKIT={"CONTEXT_FACTORY": "chatkit_django.store.NoSuchThing"})
+def test_import_error_for_a_missing_attribute() -> None:
+    with pytest.raises(ImportError, match=r"Module \"chatkit_django.store\" does not define"):
+        _ = chatkit_settings.CONTEXT_FACTORY
+
+
+@override_settings(CHATKIT="not a dict")
+def test_non_dict_falls_back_to_defaults() -> None:
+    # checks.py reports it (E001); reading settings must not crash meanwhile.
+    assert setting("MAX_UPLOAD_BYTES") == default("MAX_UPLOAD_BYTES")
+
+
+def test_every_key_is_documented() -> None:
+    reference = (ROOT / "docs/reference/settings.md").read_text()
+    for key, value in DEFAULTS.items():
+        assert f"### `{key}`" in reference, key
+        section = reference.split(f"### `{key}`", 1)[1].split("###", 1)[0]
+        assert "Default: `" in section, key
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            assert f"Default: `{json.dumps(value)}`" in section, key
+
+
+def test_package_and_conf_import_without_settings() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    code = "import chatkit_django, chatkit_django.conf; print(chatkit_django.__name__)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
