@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "PREVIEW_URL_MAX_AGE": 5 * 60,
     "PRESIGNED_UPLOADS": False,
     "UNATTACHED_MAX_AGE": 24 * 60 * 60,
+    "BASE_URL": None,
     # Rich input
     "OPENAI_CLIENT_FACTORY": None,
     "TRANSCRIPTION_MODEL": "gpt-4o-transcribe",

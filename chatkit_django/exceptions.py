@@ -44,3 +44,51 @@ class RequestTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = _("The request body is larger than CHATKIT['MAX_REQUEST_BYTES'].")
     default_code = "request_too_large"
+
+
+class NoFile(APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = _("Send the file as the multipart form field 'file'.")
+    default_code = "no_file"
+
+
+class EmptyFile(APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = _("The file is empty.")
+    default_code = "empty_file"
+
+
+class AttachmentTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = _("The file is larger than CHATKIT['MAX_UPLOAD_BYTES'].")
+    default_code = "attachment_too_large"
+
+
+class UnsupportedAttachmentType(APIException):
+    status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+    default_detail = _("This file type is not accepted (see CHATKIT['ALLOWED_MIME_TYPES']).")
+    default_code = "unsupported_attachment_type"
+
+
+class ContentMismatch(APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = _("The file's content does not match its declared type.")
+    default_code = "content_mismatch"
+
+
+class InvalidUploadToken(APIException):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_detail = _("The upload URL is invalid, expired or already used.")
+    default_code = "invalid_upload_token"
+
+
+class InvalidPreviewSignature(APIException):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_detail = _("The link is invalid or expired; reload the conversation for a new one.")
+    default_code = "invalid_signature"
+
+
+class StorageUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = _("The file could not be stored; try again.")
+    default_code = "storage_unavailable"

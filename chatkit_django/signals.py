@@ -2,8 +2,26 @@
 
 from __future__ import annotations
 
-from django.dispatch import Signal
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+from django.db.models.signals import post_delete
+from django.dispatch import Signal, receiver
 
 # Sent after a thread and everything in it were deleted through the store or the admin.
 # Arguments: sender (the Thread model), thread_id (str), user (who deleted it, or None).
 thread_deleted = Signal()
+
+
+@receiver(post_delete, sender="chatkit_django.Attachment", dispatch_uid="chatkit_attachment_bytes")
+def delete_attachment_bytes(sender: Any, instance: Any, using: str, **kwargs: Any) -> None:
+    """Delete an attachment's bytes once the deletion of its row commits.
+
+    A rolled-back delete keeps both the row and the file.
+    """
+    name = instance.file.name
+    if name:
+        from chatkit_django.attachments import delete_file
+
+        transaction.on_commit(partial(delete_file, name), using=using)

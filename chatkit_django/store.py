@@ -236,7 +236,9 @@ class DjangoStore(Store[ChatKitContext]):
             order=order,
             scope={"thread_id": thread_id},
         ).values_list("id", "data")
-        return _page([r async for r in rows[: limit + 1]], limit, ThreadItemAdapter.validate_python)
+        page = _page([r async for r in rows[: limit + 1]], limit, ThreadItemAdapter.validate_python)
+        page.data = [self.present_item(item, context) for item in page.data]
+        return page
 
     async def load_item(self, thread_id: str, item_id: str, context: ChatKitContext) -> ThreadItem:
         user = self._user(context)
@@ -248,7 +250,7 @@ class DjangoStore(Store[ChatKitContext]):
                 .afirst()
             )
             if row is not None and await self.has_access(user, row.thread, "view"):
-                return ThreadItemAdapter.validate_python(row.data)
+                return self.present_item(ThreadItemAdapter.validate_python(row.data), context)
         raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
 
     async def add_thread_item(
@@ -343,8 +345,38 @@ class DjangoStore(Store[ChatKitContext]):
             await attachments.filter(pk=attachment.id).aupdate(**fields)
 
     async def load_attachment(self, attachment_id: str, context: ChatKitContext) -> Attachment:
-        row = await self._accessible_attachment(attachment_id, context, "view", "data")
-        return AttachmentAdapter.validate_python(row.data)
+        """The attachment, with a fresh preview URL; only once its bytes have arrived.
+
+        The SDK loads every id a message names through here, so an attachment still waiting
+        for its upload can never be attached.
+        """
+        from chatkit_django.attachments import confirm_upload
+
+        row = await self._accessible_attachment(
+            attachment_id,
+            context,
+            "view",
+            "data",
+            "uploaded_at",
+            "file",
+            "upload_nonce",
+            "mime_type",
+        )
+        if row.uploaded_at is None and not await sync_to_async(confirm_upload)(row):
+            raise NotFoundError(f"Attachment {attachment_id} has no uploaded content yet")
+        return self.present_attachment(AttachmentAdapter.validate_python(row.data), context)
+
+    def present_attachment(self, attachment: Attachment, context: ChatKitContext) -> Attachment:
+        """The attachment as a response shows it: image previews get a fresh short-lived URL."""
+        from chatkit_django.attachments import present_attachment
+
+        return present_attachment(attachment, getattr(context, "request", None))
+
+    def present_item(self, item: ThreadItem, context: ChatKitContext) -> ThreadItem:
+        """The item as a response shows it; user messages' attachments are presented."""
+        if isinstance(item, UserMessageItem) and item.attachments:
+            item.attachments = [self.present_attachment(a, context) for a in item.attachments]
+        return item
 
     async def delete_attachment(self, attachment_id: str, context: ChatKitContext) -> None:
         row = await self._accessible_attachment(attachment_id, context, "delete")

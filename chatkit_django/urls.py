@@ -4,8 +4,22 @@ Route names (namespace ``chatkit``): ``endpoint``, ``upload``, ``upload-target``
 ``attachment-content``, ``entity-search``, ``entity-preview``.
 """
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from chatkit_django import uploads
 
 app_name = "chatkit"
 
-urlpatterns: list = []
+urlpatterns: list = [
+    path("upload/", uploads.DirectUploadView.as_view(), name="upload"),
+    path(
+        "attachments/<str:attachment_id>/upload/",
+        uploads.UploadTargetView.as_view(),
+        name="upload-target",
+    ),
+    path(
+        "attachments/<str:attachment_id>/content/",
+        uploads.AttachmentContentView.as_view(),
+        name="attachment-content",
+    ),
+]

@@ -1,0 +1,144 @@
+"""Byte-level helpers for uploads: MIME matching, content sniffing, safe names, size limits."""
+
+from __future__ import annotations
+
+import mimetypes
+import unicodedata
+from collections.abc import Iterable
+from typing import Any
+
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+
+# Declared image types whose first bytes we can verify. Only these become ImageAttachments
+# (served inline as previews); any other type is a FileAttachment, served as a download.
+IMAGE_SIGNATURES: dict[str, tuple[bytes, ...]] = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/webp": (b"RIFF",),  # and b"WEBP" at offset 8, checked below
+}
+SNIFF_BYTES = 16
+DISPLAY_NAME_MAX = 255
+
+
+def normalize_mime(value: str | None) -> str:
+    """``"Image/PNG; charset=x"`` -> ``"image/png"``; empty for a missing type."""
+    return (value or "").split(";", 1)[0].strip().lower()
+
+
+def guess_mime(name: str | None) -> str:
+    """The type a file name suggests, for clients that declare none."""
+    return normalize_mime(mimetypes.guess_type(name or "")[0]) or "application/octet-stream"
+
+
+def mime_allowed(mime: str, patterns: Iterable[str]) -> bool:
+    """Whether ``mime`` matches one of ``patterns`` (``"image/png"``, ``"image/*"``, ``"*/*"``)."""
+    major = mime.partition("/")[0]
+    for pattern in patterns:
+        pattern = pattern.lower()
+        if pattern in (mime, "*/*") or (pattern.endswith("/*") and pattern[:-2] == major):
+            return True
+    return False
+
+
+def is_image(mime: str) -> bool:
+    return mime in IMAGE_SIGNATURES
+
+
+def bytes_match_type(mime: str, head: bytes) -> bool:
+    """Whether the first bytes of a file are what its declared image type promises.
+
+    Types we cannot verify pass: they are never served inline.
+    """
+    signatures = IMAGE_SIGNATURES.get(mime)
+    if signatures is None:
+        return True
+    if not head.startswith(signatures):
+        return False
+    return mime != "image/webp" or head[8:12] == b"WEBP"
+
+
+def display_name(name: str | None) -> str:
+    """The client's file name, kept for display only: control characters removed, bounded."""
+    cleaned = "".join(ch for ch in (name or "") if unicodedata.category(ch)[0] != "C").strip()
+    return cleaned[:DISPLAY_NAME_MAX] or "file"
+
+
+def storage_name(attachment_id: str, mime: str, prefix: str = "chatkit") -> str:
+    """A storage path generated from the id, never from the client's file name."""
+    extension = mimetypes.guess_extension(mime) or ""
+    return f"{prefix}/{attachment_id}{extension}"
+
+
+class UploadTooLarge(Exception):
+    """Raised by ``LimitedReader`` when the body grows past the limit."""
+
+
+class LimitedReader:
+    """A read-only, non-seekable stream that refuses to yield more than ``limit`` bytes.
+
+    Storage backends read it chunk by chunk, so a body is never held whole in memory.
+    ``head`` holds its first bytes, read ahead for content sniffing.
+    """
+
+    def __init__(self, stream: Any, limit: int, content_type: str = "") -> None:
+        self._stream = stream
+        self._limit = limit
+        self.content_type = content_type  # S3Storage reads it for the object's ContentType
+        self.size = 0
+        self.head = self._read(SNIFF_BYTES)
+        self._pending = self.head
+
+    def _read(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = self._stream.read(size - len(data))
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = self._limit + 1
+        data, self._pending = self._pending[:size], self._pending[size:]
+        if len(data) < size:
+            data += self._stream.read(size - len(data)) or b""
+        self.size += len(data)
+        if self.size > self._limit:
+            raise UploadTooLarge
+        return data
+
+    closed = False
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class LimitedUploadHandler(FileUploadHandler):
+    """First in the upload handler chain: stops a multipart upload past ``limit`` bytes.
+
+    Django's own handlers then spool the accepted bytes to memory (small files) or a
+    temporary file, never the whole request in memory. The view reads ``exceeded``.
+    """
+
+    def __init__(self, limit: int, request: Any = None) -> None:
+        super().__init__(request)
+        self.limit = limit
+        self.received = 0
+        self.exceeded = False
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            self.exceeded = True
+            # connection_reset=False: Django reads and drops the rest of the body, so the
+            # client still gets our 413 instead of a reset connection.
+            raise StopUpload(connection_reset=False)
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None

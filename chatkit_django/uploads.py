@@ -1,0 +1,315 @@
+"""DRF views for attachment bytes: direct upload, two-phase upload target, content.
+
+- ``upload`` (``DirectUploadView``): ChatKit.js' direct strategy POSTs multipart ``file``;
+  we store the bytes, save the row and answer the Attachment JSON.
+- ``upload-target`` (``UploadTargetView``): where ``attachments.create`` tells the client to
+  send the bytes (PUT raw body, or POST multipart ``file``), authorised by the signed
+  single-use token in the URL.
+- ``attachment-content`` (``AttachmentContentView``): the bytes, to a user with access or to
+  the holder of a fresh preview link; a redirect to a presigned URL on S3.
+
+Bodies are streamed: multipart through Django's upload handlers (memory up to
+``FILE_UPLOAD_MAX_MEMORY_SIZE``, then a temporary file), raw bodies chunk by chunk straight
+to the storage. Nothing is read whole into memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import FileResponse, HttpRequest, HttpResponseBase, HttpResponseRedirect
+from django.utils import timezone
+from rest_framework import status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import NotAuthenticated, PermissionDenied
+from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chatkit_django import exceptions
+from chatkit_django._internal.files import (
+    LimitedReader,
+    LimitedUploadHandler,
+    display_name,
+    guess_mime,
+    is_image,
+    normalize_mime,
+)
+from chatkit_django.attachments import (
+    DjangoAttachmentStore,
+    build_attachment,
+    can_presign,
+    confirm_upload,
+    get_attachment_storage,
+    read_upload_token,
+)
+from chatkit_django.conf import chatkit_settings
+from chatkit_django.context import ChatKitContext
+from chatkit_django.models import Attachment
+from chatkit_django.permissions import (
+    HasAttachmentAccess,
+    HasPreviewSignature,
+    IsAuthenticatedUploader,
+    user_has_access,
+)
+
+
+class TokenOnlySessionAuthentication(SessionAuthentication):
+    """Session authentication without DRF's CSRF check, for the two-phase upload target.
+
+    The URL's signed single-use token is unguessable and bound to the attachment and its
+    owner, so it already does what a CSRF token would; ChatKit.js sends no CSRF header there.
+    """
+
+    def enforce_csrf(self, request: Any) -> None:
+        return None
+
+
+class AttachmentAPIView(APIView):
+    """Shared plumbing: authentication from ``CHATKIT``, our error shape, JSON only."""
+
+    renderer_classes = [JSONRenderer]
+    session_authentication_class: type[SessionAuthentication] = SessionAuthentication
+
+    def get_authenticators(self) -> list[Any]:
+        classes = chatkit_settings.AUTHENTICATION_CLASSES or []
+        return [cls() for cls in classes] + [self.session_authentication_class()]
+
+    def get_exception_handler(self) -> Any:
+        return exceptions.exception_handler
+
+    def get_attachment_store(self) -> DjangoAttachmentStore:
+        store = chatkit_settings.ATTACHMENT_STORE_CLASS()
+        if not isinstance(store, DjangoAttachmentStore):
+            store = DjangoAttachmentStore()
+        return store
+
+    def get_context(self, request: Request) -> ChatKitContext:
+        return ChatKitContext(user=request.user, request=request._request)
+
+    def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
+        # Before anything reads the body (DRF's CSRF check reads request.POST): the limit
+        # must be the first upload handler to see the bytes.
+        self.upload_limit = LimitedUploadHandler(chatkit_settings.MAX_UPLOAD_BYTES, request)
+        if not hasattr(request, "_files"):
+            request.upload_handlers.insert(0, self.upload_limit)
+        return super().initialize_request(request, *args, **kwargs)
+
+    def multipart_file(self, request: Request) -> Any:
+        """The uploaded ``file`` part, or the right error."""
+        upload = request.FILES.get("file")
+        if self.upload_limit.exceeded:
+            raise exceptions.AttachmentTooLarge
+        if upload is None:
+            raise exceptions.NoFile
+        return upload
+
+    def check_content_length(self, request: Request) -> None:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > chatkit_settings.MAX_UPLOAD_BYTES:
+            raise exceptions.AttachmentTooLarge
+
+
+class DirectUploadView(AttachmentAPIView):
+    """POST multipart ``file``: store it and answer its Attachment JSON (201)."""
+
+    parser_classes = [MultiPartParser]
+    permission_classes = [IsAuthenticatedUploader]
+
+    def post(self, request: Request) -> Response:
+        store = self.get_attachment_store()
+        upload = self.multipart_file(request)
+        mime_type = normalize_mime(upload.content_type) or guess_mime(upload.name)
+        store.validate_metadata(mime_type, upload.size)
+        store.validate_head(mime_type, upload.read(16))
+        upload.seek(0)
+
+        context = self.get_context(request)
+        attachment_id = store.generate_attachment_id(mime_type, context)
+        name = display_name(upload.name)
+        attachment = build_attachment(attachment_id, name, mime_type, request._request)
+        stored = store.save_upload(
+            store.get_storage_name(attachment_id, mime_type), upload, mime_type
+        )
+        try:
+            Attachment.objects.create(
+                id=attachment_id,
+                owner=request.user,
+                name=name,
+                mime_type=mime_type,
+                type=attachment.type,
+                size=upload.size,
+                file=stored,
+                uploaded_at=timezone.now(),
+                data=attachment.model_dump(mode="json", by_alias=True),
+            )
+        except BaseException:
+            store.get_storage().delete(stored)
+            raise
+        return Response(
+            attachment.model_dump(mode="json", context={"exclude_metadata": True}),
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class UploadTargetView(AttachmentAPIView):
+    """Receives a two-phase upload: PUT raw body or POST multipart ``file``.
+
+    The token in ``?token=`` is checked before any byte is read, then spent with one
+    conditional UPDATE (its nonce must still be on the row), so it works once across all
+    processes and machines. A failed upload gives the token back.
+    """
+
+    parser_classes = [MultiPartParser]
+    permission_classes = [AllowAny]  # the signed token authorises; see claim_token()
+    session_authentication_class = TokenOnlySessionAuthentication
+
+    def post(self, request: Request, attachment_id: str) -> Response:
+        return self.receive(request, attachment_id, multipart=True)
+
+    def put(self, request: Request, attachment_id: str) -> Response:
+        return self.receive(request, attachment_id, multipart=False)
+
+    def claim_token(self, request: Request, attachment_id: str) -> dict[str, str]:
+        token = request.query_params.get("token") or request.headers.get("X-ChatKit-Upload-Token")
+        if not token:
+            row = Attachment.objects.filter(pk=attachment_id).only("owner_id").first()
+            if row is None or not user_has_access(request.user, row, "change"):
+                raise exceptions.NotFound
+            raise exceptions.InvalidUploadToken("This upload URL needs its token.")
+        claims = read_upload_token(token)
+        user = request.user
+        if claims["a"] != attachment_id or (user.is_authenticated and str(user.pk) != claims["u"]):
+            raise exceptions.InvalidUploadToken
+        return claims
+
+    def receive(self, request: Request, attachment_id: str, *, multipart: bool) -> Response:
+        claims = self.claim_token(request, attachment_id)
+        if not multipart:
+            self.check_content_length(request)
+        spent = (
+            Attachment.objects.filter(
+                pk=attachment_id,
+                owner_id=claims["u"],
+                upload_nonce=claims["n"],
+                uploaded_at__isnull=True,
+            )
+            .exclude(upload_nonce="")
+            .update(upload_nonce="")
+        )
+        if not spent:
+            raise exceptions.InvalidUploadToken
+        try:
+            return self.store_bytes(request, attachment_id, multipart=multipart)
+        except BaseException:
+            # Give the token back: nothing was stored, the client may try again.
+            Attachment.objects.filter(
+                pk=attachment_id, upload_nonce="", uploaded_at__isnull=True
+            ).update(upload_nonce=claims["n"])
+            raise
+
+    def store_bytes(self, request: Request, attachment_id: str, *, multipart: bool) -> Response:
+        store = self.get_attachment_store()
+        row = Attachment.objects.get(pk=attachment_id)
+        mime_type = row.mime_type
+        if multipart:
+            content: Any = self.multipart_file(request)
+            store.validate_metadata(mime_type, content.size)
+            store.validate_head(mime_type, content.read(16))
+            content.seek(0)
+        else:
+            content = LimitedReader(request._request, chatkit_settings.MAX_UPLOAD_BYTES)
+            store.validate_head(mime_type, content.head)
+        stored = store.save_upload(
+            store.get_storage_name(attachment_id, mime_type), content, mime_type
+        )
+        size = content.size
+        try:
+            store.validate_metadata(mime_type, size)
+            attachment = build_attachment(attachment_id, row.name, mime_type, request._request)
+            data = {**row.data, **attachment.model_dump(mode="json", by_alias=True)}
+            data["upload_descriptor"] = None
+            Attachment.objects.filter(pk=attachment_id).update(
+                file=stored, size=size, uploaded_at=timezone.now(), data=data
+            )
+        except BaseException:
+            store.get_storage().delete(stored)
+            raise
+        return Response(attachment.model_dump(mode="json", context={"exclude_metadata": True}))
+
+
+class AttachmentContentView(AttachmentAPIView):
+    """The bytes of one attachment, with its stored content type and ``nosniff``.
+
+    Images are served inline (previews), everything else as a download, both under a
+    sandboxing CSP. On S3 with signed URLs, the answer is a redirect to a presigned GET
+    valid for ``PREVIEW_URL_MAX_AGE`` seconds.
+    """
+
+    permission_classes = [HasPreviewSignature | HasAttachmentAccess]
+
+    def get(self, request: Request, attachment_id: str) -> HttpResponseBase:
+        row = self.get_object(request, attachment_id)
+        if not confirm_upload(row):
+            raise exceptions.NotFound
+        response = self.serve(row)
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        response["Cache-Control"] = f"private, max-age={chatkit_settings.PREVIEW_URL_MAX_AGE}"
+        return response
+
+    def permission_denied(self, request: Request, message: Any = None, code: Any = None) -> None:
+        if request.query_params.get("sig"):
+            raise exceptions.InvalidPreviewSignature
+        super().permission_denied(request, message=message, code=code)
+
+    def get_object(self, request: Request, attachment_id: str) -> Attachment:
+        row = Attachment.objects.filter(pk=attachment_id).first()
+        if row is None:
+            raise exceptions.NotFound
+        try:
+            self.check_object_permissions(request, row)
+        except (PermissionDenied, NotAuthenticated, exceptions.InvalidPreviewSignature):
+            # Another user's attachment is indistinguishable from a missing one.
+            raise exceptions.NotFound from None
+        return row
+
+    def disposition(self, row: Attachment) -> bool:
+        """Whether to serve as a download (everything but verified images)."""
+        return not is_image(row.mime_type)
+
+    def get_redirect_url(self, row: Attachment) -> str | None:
+        """A presigned URL to redirect to, or ``None`` to stream the bytes ourselves."""
+        storage: Any = get_attachment_storage()
+        if not can_presign(storage):
+            return None
+        from django.utils.http import content_disposition_header
+
+        return storage.url(
+            row.file.name,
+            parameters={
+                "ResponseContentType": row.mime_type,
+                "ResponseContentDisposition": content_disposition_header(
+                    self.disposition(row), row.name
+                ),
+            },
+            expire=chatkit_settings.PREVIEW_URL_MAX_AGE,
+        )
+
+    def serve(self, row: Attachment) -> HttpResponseBase:
+        url = self.get_redirect_url(row)
+        if url is not None:
+            return HttpResponseRedirect(url)
+        try:
+            f = get_attachment_storage().open(row.file.name, "rb")
+        except (FileNotFoundError, OSError):
+            raise exceptions.NotFound from None
+        return FileResponse(
+            f, content_type=row.mime_type, as_attachment=self.disposition(row), filename=row.name
+        )
