@@ -339,7 +339,15 @@ class DjangoStore(Store[ChatKitContext]):
         if await attachments.filter(pk=attachment.id, owner=user).aupdate(**fields):
             return
         try:
-            await _insert(self.attachment_model, id=attachment.id, owner=user, **fields)
+            # A row first saved here was not created pending by DjangoAttachmentStore: its
+            # bytes are someone else's business, so it counts as uploaded.
+            await _insert(
+                self.attachment_model,
+                id=attachment.id,
+                owner=user,
+                uploaded_at=timezone.now(),
+                **fields,
+            )
         except IntegrityError:
             await self._accessible_attachment(attachment.id, context, "change")
             await attachments.filter(pk=attachment.id).aupdate(**fields)
