@@ -6,11 +6,14 @@ import functools
 from typing import Any
 
 from chatkit.server import ChatKitServer
-from chatkit.store import AttachmentStore, Store
+from chatkit.store import AttachmentStore, NotFoundError, Store
+from chatkit.types import FeedbackKind
+from django.core.exceptions import PermissionDenied
 from django.core.signals import setting_changed
 
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.context import ChatKitContext
+from chatkit_django.models import Feedback, ThreadItem
 
 
 class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
@@ -31,6 +34,43 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
                 if attachment_store is not None
                 else chatkit_settings.ATTACHMENT_STORE_CLASS()
             ),
+        )
+
+    async def add_feedback(
+        self,
+        thread_id: str,
+        item_ids: list[str],
+        feedback: FeedbackKind,
+        context: ChatKitContext,
+    ) -> None:
+        """Record ``items.feedback`` as ``Feedback`` rows, one per item and user.
+
+        A second vote on the same item replaces the first. The thread must be visible to
+        the user and every item must belong to it, or nothing is written (404).
+        """
+        await self.store.load_thread(thread_id, context)
+        get_user = getattr(self.store, "get_user", None)
+        user = get_user(context) if get_user is not None else context.user
+        if user is None or not user.is_authenticated:
+            raise PermissionDenied("Feedback needs an authenticated user.")
+        wanted = set(item_ids)
+        found = {
+            pk
+            async for pk in ThreadItem.objects.filter(
+                thread_id=thread_id, pk__in=wanted
+            ).values_list("pk", flat=True)
+        }
+        missing = sorted(wanted - found)
+        if missing:
+            raise NotFoundError(f"Item {missing[0]} not found in thread {thread_id}")
+        await Feedback.objects.abulk_create(
+            [
+                Feedback(thread_id=thread_id, item_id=pk, user=user, kind=feedback)
+                for pk in sorted(wanted)
+            ],
+            update_conflicts=True,
+            unique_fields=["item", "user"],
+            update_fields=["kind"],
         )
 
 

@@ -7,10 +7,12 @@ Route names (namespace ``chatkit``): ``endpoint``, ``upload``, ``upload-target``
 from django.urls import path
 
 from chatkit_django import uploads
+from chatkit_django.views import ChatKitView
 
 app_name = "chatkit"
 
 urlpatterns: list = [
+    path("", ChatKitView.as_view(), name="endpoint"),
     path("upload/", uploads.DirectUploadView.as_view(), name="upload"),
     path(
         "attachments/<str:attachment_id>/upload/",

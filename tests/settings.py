@@ -68,7 +68,11 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-CHATKIT = {"SERVER_CLASS": "tests.testapp.server.EchoServer"}
+CHATKIT = {
+    # A live server subprocess can be given another server class and keep-alive interval.
+    "SERVER_CLASS": os.environ.get("CHATKIT_TEST_SERVER_CLASS", "tests.testapp.server.EchoServer"),
+    "KEEPALIVE_SECONDS": float(os.environ.get("CHATKIT_TEST_KEEPALIVE", "15")),
+}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",

@@ -1,12 +1,17 @@
-"""A small deterministic server for tests."""
+"""Small deterministic servers for tests."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 
 from chatkit.types import (
     AssistantMessageContent,
+    AssistantMessageContentPartTextDelta,
     AssistantMessageItem,
+    ThreadItemAddedEvent,
     ThreadItemDoneEvent,
+    ThreadItemUpdatedEvent,
     ThreadMetadata,
     ThreadStreamEvent,
     UserMessageItem,
@@ -34,4 +39,49 @@ class EchoServer(DjangoChatKitServer):
                 created_at=datetime.now(),
                 content=[AssistantMessageContent(text=f"echo: {text}")],
             )
+        )
+
+
+class ScriptedServer(EchoServer):
+    """Streams "partial " then obeys the message: commands the tests use to steer timing.
+
+    - ``gate <path>``: wait until the file ``<path>`` exists, then finish with "done".
+    - ``sleep <seconds>``: stay silent that long, then finish.
+    - ``fail``: raise inside ``respond`` after the first delta.
+    Anything else is echoed like ``EchoServer`` does.
+    """
+
+    async def respond(
+        self,
+        thread: ThreadMetadata,
+        input_user_message: UserMessageItem | None,
+        context: ChatKitContext,
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        text = item_preview(input_user_message) if input_user_message else ""
+        command, _, arg = text.partition(" ")
+        if command not in {"gate", "sleep", "fail"}:
+            async for event in super().respond(thread, input_user_message, context):
+                yield event
+            return
+        item = AssistantMessageItem(
+            id=self.store.generate_item_id("message", thread, context),
+            thread_id=thread.id,
+            created_at=datetime.now(),
+            content=[],
+        )
+        yield ThreadItemAddedEvent(item=item)
+        yield ThreadItemUpdatedEvent(
+            item_id=item.id,
+            update=AssistantMessageContentPartTextDelta(content_index=0, delta="partial "),
+        )
+        if command == "fail":
+            raise RuntimeError("the responder broke")
+        if command == "gate":
+            # Polling a file: the gate is opened by the test, in another process.
+            while not Path(arg).exists():  # noqa: ASYNC110, ASYNC240
+                await asyncio.sleep(0.01)
+        else:
+            await asyncio.sleep(float(arg))
+        yield ThreadItemDoneEvent(
+            item=item.model_copy(update={"content": [AssistantMessageContent(text="partial done")]})
         )

@@ -1,0 +1,355 @@
+"""The one code path behind the ChatKit endpoint, shared by the view and the Channels consumer.
+
+``ChatKitEndpointMixin.handle_chatkit(request)`` takes a Django ``HttpRequest`` and returns the
+response: JSON for non-streaming requests, an SSE ``StreamingHttpResponse`` for streaming ones.
+``ChatKitView`` returns it to Django; ``ChatKitConsumer`` writes it to ASGI ``send``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from chatkit.errors import ErrorCode
+from chatkit.server import ChatKitServer, StreamingResult
+from chatkit.store import NotFoundError
+from chatkit.types import (
+    ChatKitReq,
+    ErrorEvent,
+    StreamingReq,
+    ThreadsAddStructuredInputReq,
+    ThreadsAddUserMessageReq,
+    ThreadsCreateReq,
+    ThreadsCustomActionReq,
+    is_streaming_req,
+)
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import PermissionDenied
+from django.core.signals import got_request_exception
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from pydantic import TypeAdapter, ValidationError
+
+from chatkit_django.conf import chatkit_settings
+from chatkit_django.context import ChatKitContext
+from chatkit_django.exceptions import error_response
+from chatkit_django.server import get_server
+
+logger = logging.getLogger(__name__)
+
+ChatKitReqAdapter: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
+
+SSE_KEEPALIVE = b": keep-alive\n\n"
+
+
+class AuthenticationError(Exception):
+    """The request carries credentials that are wrong (401) or none at all."""
+
+    def __init__(self, detail: str, code: str, www_authenticate: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code
+        self.www_authenticate = www_authenticate
+
+
+class _CSRFCheck(CsrfViewMiddleware):
+    # DRF's trick (rest_framework.authentication.CSRFCheck): the middleware's checks, returning
+    # the failure reason instead of a 403 page.
+    def _reject(self, request: HttpRequest, reason: str) -> str:  # type: ignore[override]
+        return reason
+
+
+class ChatKitEndpointMixin:
+    """Authentication, request validation, the SDK call and the SSE response.
+
+    Override the ``get_*`` methods to change a policy for one endpoint; settings in
+    ``CHATKIT`` set the defaults for all of them.
+    """
+
+    # -- policies ------------------------------------------------------------
+
+    def get_server(self) -> ChatKitServer[Any]:
+        """The ``ChatKitServer`` that answers; by default the project's ``SERVER_CLASS``."""
+        return get_server()
+
+    def get_max_request_bytes(self) -> int:
+        return chatkit_settings.MAX_REQUEST_BYTES
+
+    def get_keepalive_seconds(self) -> float:
+        return chatkit_settings.KEEPALIVE_SECONDS
+
+    def get_allow_anonymous(self) -> bool:
+        return chatkit_settings.ALLOW_ANONYMOUS
+
+    def get_authenticators(self) -> list[Any]:
+        """DRF authentication instances tried before the session (``AUTHENTICATION_CLASSES``)."""
+        return [cls() for cls in chatkit_settings.AUTHENTICATION_CLASSES or ()]
+
+    async def get_context(self, request: HttpRequest) -> ChatKitContext:
+        """The context handed to every SDK call.
+
+        ``CHATKIT['CONTEXT_FACTORY']`` (sync or async) builds it when set; otherwise a
+        ``ChatKitContext`` for ``request.user``. Override to add tenant, locale...
+        """
+        factory = chatkit_settings.CONTEXT_FACTORY
+        if factory is None:
+            return ChatKitContext(user=request.user, request=request)
+        if inspect.iscoroutinefunction(factory):
+            return await factory(request)
+        return await sync_to_async(factory)(request)
+
+    # -- authentication ------------------------------------------------------
+
+    async def authenticate(self, request: HttpRequest) -> None:
+        """Set ``request.user``: DRF authenticators first, then Django's session.
+
+        Raises ``AuthenticationError`` for bad credentials, or for none when anonymous
+        access is off, and ``PermissionDenied`` when a session request fails CSRF.
+        """
+        authenticators = self.get_authenticators()
+        user = None
+        if authenticators:
+            # DRF authenticators are synchronous (token lookups hit the database).
+            user = await sync_to_async(self._drf_authenticate)(request, authenticators)
+        if user is None:
+            user = await self.get_session_user(request)
+            if user is not None and user.is_authenticated:
+                self.enforce_csrf(request)
+        if user is None:
+            user = AnonymousUser()
+        request.user = user
+        if not user.is_authenticated and not self.get_allow_anonymous():
+            header = next(
+                (h for a in authenticators if (h := a.authenticate_header(request))), None
+            )
+            raise AuthenticationError(
+                "Authentication credentials were not provided.", "not_authenticated", header
+            )
+
+    def _drf_authenticate(self, request: HttpRequest, authenticators: Sequence[Any]) -> Any:
+        from rest_framework import exceptions
+        from rest_framework.request import Request
+
+        drf_request = Request(request, authenticators=authenticators)
+        for authenticator in authenticators:
+            try:
+                result = authenticator.authenticate(drf_request)
+            except exceptions.AuthenticationFailed as e:
+                raise AuthenticationError(
+                    str(e.detail),
+                    "authentication_failed",
+                    authenticator.authenticate_header(request),
+                ) from e
+            except exceptions.PermissionDenied as e:  # DRF's SessionAuthentication CSRF failure
+                raise PermissionDenied(str(e.detail)) from e
+            if result is not None:
+                request.auth = result[1]
+                return result[0]
+        return None
+
+    async def get_session_user(self, request: HttpRequest) -> Any:
+        """The user of Django's session (``AuthenticationMiddleware``), if any."""
+        auser = getattr(request, "auser", None)
+        if auser is not None:
+            return await auser()
+        return getattr(request, "user", None)
+
+    def enforce_csrf(self, request: HttpRequest) -> None:
+        """Cookie-authenticated requests must carry the CSRF token (``X-CSRFToken``)."""
+        check = _CSRFCheck(lambda request: None)  # type: ignore[arg-type,return-value]
+        check.process_request(request)
+        reason = check.process_view(request, None, (), {})  # type: ignore[arg-type]
+        if reason:
+            raise PermissionDenied(f"CSRF Failed: {reason}")
+
+    # -- the endpoint --------------------------------------------------------
+
+    async def handle_chatkit(self, request: HttpRequest) -> HttpResponseBase:
+        """Answer one ChatKit request: the whole endpoint, for the view and the consumer."""
+        if request.method != "POST":
+            response = error_response(
+                f'Method "{request.method}" not allowed.', "method_not_allowed", 405
+            )
+            response["Allow"] = "POST"
+            return response
+        try:
+            await self.authenticate(request)
+        except AuthenticationError as e:
+            status = 401 if e.www_authenticate else 403
+            response = error_response(e.detail, e.code, status)
+            if e.www_authenticate:
+                response["WWW-Authenticate"] = e.www_authenticate
+            return response
+        except PermissionDenied as e:
+            return error_response(str(e), "permission_denied", 403)
+
+        body = self.read_body(request)
+        if body is None:
+            limit = self.get_max_request_bytes()
+            return error_response(
+                f"The request body is larger than CHATKIT['MAX_REQUEST_BYTES'] ({limit} bytes).",
+                "request_too_large",
+                413,
+            )
+        try:
+            parsed = ChatKitReqAdapter.validate_json(body)
+        except ValidationError as e:
+            return invalid_request_response(e)
+
+        try:
+            context = await self.get_context(request)
+            server = self.get_server()
+            if is_streaming_req(parsed):
+                await self.check_streaming_request(parsed, server, context)
+            result = await server.process(body, context)
+        except NotFoundError as e:
+            return error_response(str(e) or "Not found.", "not_found", 404)
+        except PermissionDenied as e:
+            return error_response(str(e) or "Permission denied.", "permission_denied", 403)
+        except NotImplementedError as e:
+            return error_response(str(e), "not_implemented", 501)
+        except ValueError as e:
+            # The SDK raises ValueError for requests that are well-formed but do not apply
+            # (a sync action on a non-widget item, for instance).
+            return error_response(str(e), "invalid_request", 400)
+        except Exception:
+            logger.exception("ChatKit request %s failed", parsed.type)
+            await got_request_exception.asend(sender=type(self), request=request)
+            return error_response("The server failed to answer.", "server_error", 500)
+
+        if isinstance(result, StreamingResult):
+            return self.streaming_response(request, result, server)
+        return HttpResponse(result.json, content_type="application/json")
+
+    def read_body(self, request: HttpRequest) -> bytes | None:
+        """The body, or ``None`` when it exceeds ``get_max_request_bytes()``."""
+        limit = self.get_max_request_bytes()
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > limit:
+            return None
+        # read(), not .body: .body enforces DATA_UPLOAD_MAX_MEMORY_SIZE, ours is MAX_REQUEST_BYTES.
+        body = request.read(limit + 1)
+        return None if len(body) > limit else body
+
+    async def check_streaming_request(
+        self, request: StreamingReq, server: ChatKitServer[Any], context: Any
+    ) -> None:
+        """Load what a streaming request names before the stream opens.
+
+        The SDK looks the thread up only once it is streaming, so a missing thread would end
+        as a 200 with an error event; raising ``NotFoundError`` here gives a 404 instead.
+        """
+        if isinstance(request, ThreadsCreateReq):
+            thread_id = None
+        else:
+            thread_id = request.params.thread_id
+            await server.store.load_thread(thread_id, context)
+        if isinstance(request, ThreadsCreateReq | ThreadsAddUserMessageReq):
+            for attachment_id in request.params.input.attachments:
+                await server.store.load_attachment(attachment_id, context)
+        elif isinstance(request, ThreadsAddStructuredInputReq) or (
+            isinstance(request, ThreadsCustomActionReq) and request.params.item_id
+        ):
+            await server.store.load_item(thread_id, request.params.item_id, context)  # type: ignore[arg-type]
+
+    def streaming_response(
+        self, request: HttpRequest, result: StreamingResult, server: ChatKitServer[Any]
+    ) -> StreamingHttpResponse:
+        response = StreamingHttpResponse(
+            sse_events(result, self.get_keepalive_seconds()),
+            content_type="text/event-stream",
+        )
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        # This is a hack: GZipMiddleware compresses streaming responses too, and a gzip stream
+        # is flushed in blocks, which holds events back. It reads Accept-Encoding from the
+        # request when the response passes by, so hiding it keeps the stream uncompressed.
+        request.META.pop("HTTP_ACCEPT_ENCODING", None)
+        return response
+
+
+def invalid_request_response(error: ValidationError) -> HttpResponse:
+    """400 naming what is wrong with the body, in the app's error shape."""
+    errors = error.errors(include_url=False)
+    if any(e["type"] == "json_invalid" for e in errors):
+        return error_response(f"Malformed JSON: {errors[0]['msg']}.", "parse_error", 400)
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors[:5]
+    )
+    return error_response(f"Invalid ChatKit request. {problems}", "invalid_request", 400)
+
+
+_DONE = object()
+
+
+async def _next(iterator: AsyncIterator[bytes]) -> Any:
+    try:
+        return await iterator.__anext__()
+    except StopAsyncIteration:
+        return _DONE
+
+
+async def sse_events(result: StreamingResult, keepalive: float) -> AsyncIterator[bytes]:
+    """The SDK's SSE bytes, with a keep-alive comment after ``keepalive`` seconds of silence.
+
+    Each step of the SDK's generator runs as a task so that waiting for it can time out
+    without cancelling it; all steps share one ``contextvars.Context`` because the SDK sets
+    and resets context variables across steps. When the client goes away, the ASGI server
+    cancels us (or closes us between two events) and we cancel the SDK's pending step, which
+    runs its ``handle_stream_cancelled``: the partial message is saved before we return.
+    """
+    iterator = aiter(result)
+    context = contextvars.copy_context()
+    step: asyncio.Task[Any] | None = None
+    finished = False
+    try:
+        while True:
+            step = asyncio.create_task(_next(iterator), context=context)
+            while True:
+                done, _ = await asyncio.wait({step}, timeout=keepalive)
+                if done:
+                    break
+                yield SSE_KEEPALIVE
+            try:
+                chunk = step.result()
+            except Exception:
+                finished = True
+                # Raised outside the SDK's own error handling (a row vanished mid-way, say):
+                # end the stream with the SDK's error event rather than a broken connection.
+                logger.exception("ChatKit stream failed")
+                event = ErrorEvent(code=ErrorCode.STREAM_ERROR, allow_retry=False)
+                payload = event.model_dump_json(by_alias=True, exclude_none=True).encode()
+                yield b"data: " + payload + b"\n\n"
+                return
+            step = None
+            if chunk is _DONE:
+                finished = True
+                return
+            yield chunk
+    finally:
+        if not finished:
+            await _cancel_step(step, iterator, context)
+
+
+async def _cancel_step(
+    step: asyncio.Task[Any] | None, iterator: AsyncIterator[bytes], context: contextvars.Context
+) -> None:
+    if step is None:
+        # Closed between two events: the SDK's generator sits at a yield, where a
+        # cancellation cannot reach its handler. Start the next step and cancel it once it
+        # waits on something (the responder, the database).
+        step = asyncio.create_task(_next(iterator), context=context)
+        await asyncio.sleep(0)
+    if not step.done():
+        step.cancel()
+    await asyncio.wait({step})
+    if not step.cancelled() and step.exception() is None and step.result() is not _DONE:
+        await iterator.aclose()  # type: ignore[attr-defined]
