@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "ATTACHMENT_TEXT_MAX_CHARS": 50_000,
     "IMAGE_INPUT_AS_URL": False,
     "ENTITY_SEARCH_LIMIT": 10,
+    "ENTITY_SOURCES": [],
 }
 
 # Keys whose values are dotted paths (or lists of them), imported on first access.
@@ -60,6 +61,7 @@ IMPORT_STRINGS = {
     "AUTHENTICATION_CLASSES",
     "CONTEXT_FACTORY",
     "OPENAI_CLIENT_FACTORY",
+    "ENTITY_SOURCES",
 }
 
 

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatkit.server import ChatKitServer
 from chatkit.store import AttachmentStore, NotFoundError, Store
-from chatkit.types import FeedbackKind
+from chatkit.types import AudioInput, FeedbackKind, ThreadMetadata, TranscriptionResult
 from django.core.exceptions import PermissionDenied
 from django.core.signals import setting_changed
 
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.context import ChatKitContext
 from chatkit_django.models import Feedback, ThreadItem
+
+if TYPE_CHECKING:
+    from chatkit_django.agents import DjangoResponseStreamConverter, DjangoThreadItemConverter
 
 
 class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
@@ -72,6 +75,33 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
             unique_fields=["item", "user"],
             update_fields=["kind"],
         )
+
+    # -- rich input (see docs/guides/accept-rich-user-input.md) ----------------
+
+    def get_thread_item_converter(self, context: ChatKitContext) -> DjangoThreadItemConverter:
+        """The converter from thread items to model input, for this request's user."""
+        from chatkit_django.agents import DjangoThreadItemConverter
+
+        return DjangoThreadItemConverter(context, store=self.store)
+
+    def get_response_stream_converter(
+        self, thread: ThreadMetadata, context: ChatKitContext
+    ) -> DjangoResponseStreamConverter:
+        """The converter ``stream_agent_response`` uses; stores generated images."""
+        from chatkit_django.agents import DjangoResponseStreamConverter
+
+        return DjangoResponseStreamConverter(thread, context)
+
+    def get_transcription_model(self, context: ChatKitContext) -> str:
+        return chatkit_settings.TRANSCRIPTION_MODEL
+
+    async def transcribe(
+        self, audio_input: AudioInput, context: ChatKitContext
+    ) -> TranscriptionResult:
+        """Dictation through OpenAI's transcription API; errors are ``TranscriptionError``s."""
+        from chatkit_django.transcription import transcribe_audio
+
+        return await transcribe_audio(audio_input, model=self.get_transcription_model(context))
 
 
 @functools.cache

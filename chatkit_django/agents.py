@@ -1,0 +1,400 @@
+"""The SDK's agents converters, reading and writing through Django.
+
+``DjangoThreadItemConverter`` turns thread items into model input: attachments are read from
+the attachment storage (only when the acting user may see them), @-mention tags are resolved
+through ``chatkit_django.entities``. ``DjangoResponseStreamConverter`` stores generated images
+as attachments instead of keeping their base64 inside thread items.
+
+Both are built per request, with the ``ChatKitContext``: the SDK's converter methods receive no
+context, and every read here must be checked against the acting user.
+
+Typical use inside ``respond()``::
+
+    converter = self.get_thread_item_converter(context)
+    input_items = await converter.to_agent_input(items)
+    result = Runner.run_streamed(agent, input_items, context=agent_context)
+    async for event in stream_agent_response(
+        agent_context, result, converter=self.get_response_stream_converter(thread, context)
+    ):
+        yield event
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from agents import TResponseInputItem
+from asgiref.sync import sync_to_async
+from chatkit.agents import ResponseStreamConverter, ThreadItemConverter
+from chatkit.store import Store
+from chatkit.types import (
+    Attachment as AttachmentModel,
+)
+from chatkit.types import (
+    GeneratedImageItem,
+    ImageAttachment,
+    ThreadMetadata,
+    UserMessageTagContent,
+)
+from django.core.files.base import ContentFile
+from django.core.files.storage import Storage
+from django.db import transaction
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from openai.types.responses import (
+    ResponseInputContentParam,
+    ResponseInputFileParam,
+    ResponseInputImageParam,
+    ResponseInputTextParam,
+)
+from openai.types.responses.response_input_item_param import Message
+
+from chatkit_django.attachments import get_attachment_storage
+from chatkit_django.conf import chatkit_settings
+from chatkit_django.context import ChatKitContext
+from chatkit_django.entities import resolve_entity
+from chatkit_django.ids import generate_id
+from chatkit_django.models import Attachment
+
+logger = logging.getLogger(__name__)
+
+# Text-like types sent to the model as text. Any ``text/*`` type is text-like too.
+TEXT_MIME_TYPES = frozenset(
+    {
+        "application/json",
+        "application/ld+json",
+        "application/x-ndjson",
+        "application/xml",
+        "application/yaml",
+        "application/x-yaml",
+        "application/toml",
+        "application/csv",
+        "application/javascript",
+        "application/sql",
+    }
+)
+IMAGE_MIME_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+
+# Delimiters the model is told to recognise. User-controlled text inside a block cannot end it:
+# ``fence`` drops any copy of the closing delimiter from the content.
+ATTACHMENT_BLOCK = '<ATTACHMENT name="{name}" type="{mime}">\n{text}\n</ATTACHMENT>'
+ENTITY_BLOCK = '<ENTITY id="{id}" source="{source}">\n{text}\n</ENTITY>'
+
+
+def fence(text: str, tag: str) -> str:
+    """``text`` without occurrences of ``</tag>``, so it cannot close its block early."""
+    return text.replace(f"</{tag}>", "").replace(f"</{tag.lower()}>", "")
+
+
+def quote_attr(value: str) -> str:
+    return value.replace('"', "'").replace("\n", " ")
+
+
+def data_url(mime_type: str, content: bytes) -> str:
+    return f"data:{mime_type};base64,{base64.b64encode(content).decode('ascii')}"
+
+
+def is_text_like(mime_type: str) -> bool:
+    return mime_type.startswith("text/") or mime_type in TEXT_MIME_TYPES
+
+
+def content_url(attachment_id: str) -> str:
+    """The access-checked URL the attachments' content view serves ``attachment_id`` at."""
+    try:
+        return reverse("chatkit:attachment-content", kwargs={"attachment_id": attachment_id})
+    except NoReverseMatch:
+        # Projects that mount only part of chatkit_django.urls: the route's documented path.
+        return f"/chatkit/attachments/{attachment_id}/content/"
+
+
+def presigned_url(storage: Storage, name: str, max_age: int) -> str | None:
+    """A short-lived absolute URL for ``name``, when the storage can sign one (S3, GCS, Azure).
+
+    Storages whose ``url()`` takes an ``expire`` argument sign URLs; others (local files) give
+    paths the model cannot fetch, so ``None``.
+    """
+    if "expire" not in inspect.signature(storage.url).parameters:
+        return None
+    url = storage.url(name, expire=max_age)
+    return url if url.startswith(("https://", "http://")) else None
+
+
+class DjangoThreadItemConverter(ThreadItemConverter):
+    """Converts thread items to model input for the user in ``context``.
+
+    Args:
+        context: The request's context; attachments and entities are checked against its user.
+        store: The server's store. With a ``DjangoStore``, attachment access follows its
+            ``has_access()`` (owner, model or object permission); otherwise owner only.
+    """
+
+    def __init__(self, context: ChatKitContext, store: Store[ChatKitContext] | None = None):
+        self.context = context
+        self.store = store
+
+    # -- access -------------------------------------------------------------
+
+    @property
+    def user(self) -> Any:
+        get_user = getattr(self.store, "get_user", None)
+        user = get_user(self.context) if get_user else self.context.user
+        return user if user is not None and user.is_authenticated else None
+
+    async def get_attachment_row(self, attachment_id: str) -> Attachment | None:
+        """The attachment's row if the acting user may view it, else ``None``."""
+        user = self.user
+        if user is None:
+            return None
+        row = (
+            await Attachment.objects.filter(pk=attachment_id)
+            .only("owner_id", "file", "mime_type", "name", "size")
+            .afirst()
+        )
+        if row is None:
+            return None
+        has_access = getattr(self.store, "has_access", None)
+        if has_access is not None:
+            allowed = await has_access(user, row, "view")
+        else:
+            allowed = row.owner_id == user.pk
+        return row if allowed else None
+
+    # -- reading bytes ------------------------------------------------------
+
+    def get_storage(self) -> Storage:
+        return get_attachment_storage()
+
+    async def read_bytes(self, row: Attachment, limit: int | None = None) -> bytes | None:
+        """The stored bytes (at most ``limit``), or ``None`` when they are missing."""
+        name = row.file.name
+        if not name:
+            return None
+
+        def read() -> bytes | None:
+            try:
+                with self.get_storage().open(name, "rb") as f:
+                    return f.read() if limit is None else f.read(limit)
+            except (FileNotFoundError, OSError):
+                return None
+            except Exception:
+                # Storage backends raise their own errors (botocore's ClientError...).
+                logger.warning("Could not read attachment bytes %r", name, exc_info=True)
+                return None
+
+        return await sync_to_async(read)()
+
+    # -- attachments ----------------------------------------------------------
+
+    def note(self, text: str) -> ResponseInputTextParam:
+        return ResponseInputTextParam(type="input_text", text=text)
+
+    def missing_note(self, attachment: AttachmentModel) -> ResponseInputTextParam:
+        return self.note(
+            f'[The user attached "{attachment.name}" ({attachment.mime_type}), '
+            "but its contents could not be read.]"
+        )
+
+    async def attachment_to_message_content(
+        self, attachment: AttachmentModel
+    ) -> ResponseInputContentParam:
+        """Images → ``input_image``, PDFs → ``input_file``, text → ``input_text``, else a note.
+
+        Never raises for a missing or unreadable file: the model gets a note and the turn
+        goes on.
+        """
+        row = await self.get_attachment_row(attachment.id)
+        if row is None:
+            return self.missing_note(attachment)
+        mime = row.mime_type.split(";", 1)[0].strip().lower()
+        if mime in IMAGE_MIME_TYPES or isinstance(attachment, ImageAttachment):
+            return await self.image_to_message_content(row, mime, attachment)
+        if mime == "application/pdf":
+            content = await self.read_bytes(row)
+            if content is None:
+                return self.missing_note(attachment)
+            return ResponseInputFileParam(
+                type="input_file", file_data=data_url(mime, content), filename=row.name
+            )
+        if is_text_like(mime):
+            return await self.text_to_message_content(row, mime, attachment)
+        return self.note(
+            f'[The user attached "{row.name}" ({mime}); files of this type cannot be shown '
+            "to the model.]"
+        )
+
+    async def image_to_message_content(
+        self, row: Attachment, mime: str, attachment: AttachmentModel
+    ) -> ResponseInputContentParam:
+        if chatkit_settings.IMAGE_INPUT_AS_URL and row.file.name:
+            storage = self.get_storage()
+            url = await sync_to_async(presigned_url)(
+                storage, row.file.name, chatkit_settings.PREVIEW_URL_MAX_AGE
+            )
+            if url is not None:
+                return ResponseInputImageParam(type="input_image", detail="auto", image_url=url)
+        content = await self.read_bytes(row)
+        if content is None:
+            return self.missing_note(attachment)
+        return ResponseInputImageParam(
+            type="input_image", detail="auto", image_url=data_url(mime, content)
+        )
+
+    async def text_to_message_content(
+        self, row: Attachment, mime: str, attachment: AttachmentModel
+    ) -> ResponseInputContentParam:
+        max_chars = chatkit_settings.ATTACHMENT_TEXT_MAX_CHARS
+        # UTF-8 needs at most 4 bytes a character: never read more than the cap can use.
+        content = await self.read_bytes(row, limit=max_chars * 4 + 4)
+        if content is None:
+            return self.missing_note(attachment)
+        text = content.decode("utf-8", errors="replace")
+        total = row.size
+        if len(text) > max_chars:
+            text = text[:max_chars]
+        truncated = len(text) == max_chars and (total is None or total > len(text.encode()))
+        if truncated:
+            text += f"\n[Truncated to the first {max_chars} characters.]"
+        return self.note(
+            ATTACHMENT_BLOCK.format(
+                name=quote_attr(row.name), mime=mime, text=fence(text, "ATTACHMENT")
+            )
+        )
+
+    # -- tags ---------------------------------------------------------------
+
+    async def tag_to_message_content(self, tag: UserMessageTagContent) -> ResponseInputContentParam:
+        """The mentioned entity's summary in an ``<ENTITY>`` block, or a note if not found.
+
+        Only ``tag.id`` is used to find the entity, through the source's per-user queryset;
+        the ``data`` the client sent with the tag is never trusted.
+        """
+        user = self.user
+        found = await resolve_entity(tag.id, user) if user is not None else None
+        if found is None:
+            return self.note(f'[The user mentioned "@{tag.text}", which could not be found.]')
+        source, obj = found
+        return self.note(
+            ENTITY_BLOCK.format(
+                id=quote_attr(source.entity_id(obj)),
+                source=source.name,
+                text=fence(
+                    f"Title: {source.get_title(obj)}\n{source.summarize(obj)}".rstrip(), "ENTITY"
+                ),
+            )
+        )
+
+    # -- generated images ---------------------------------------------------
+
+    async def generated_image_to_input(
+        self, item: GeneratedImageItem
+    ) -> TResponseInputItem | list[TResponseInputItem] | None:
+        """Generated images stored by ``DjangoResponseStreamConverter`` go back as data URLs:
+        their content URL needs the user's session, which the model does not have."""
+        if not item.image:
+            return None
+        attachment_id = generated_image_attachment_id(item.image.url)
+        row = await self.get_attachment_row(attachment_id) if attachment_id else None
+        if row is None:
+            return await super().generated_image_to_input(item)
+        content = await self.read_bytes(row)
+        if content is None:
+            return None
+        return Message(
+            type="message",
+            role="user",
+            content=[
+                self.note("The following image was generated by the agent."),
+                ResponseInputImageParam(
+                    type="input_image", detail="auto", image_url=data_url(row.mime_type, content)
+                ),
+            ],
+        )
+
+
+def generated_image_attachment_id(url: str) -> str | None:
+    """The attachment id in a URL made by ``content_url``, else ``None``."""
+    path = urlsplit(url).path
+    parts = [p for p in path.split("/") if p]
+    if len(parts) < 2 or content_url(parts[-2]) != path:
+        return None
+    return parts[-2]
+
+
+class DjangoResponseStreamConverter(ResponseStreamConverter):
+    """Stores generated images as attachments of the thread, owned by the acting user.
+
+    The SDK's default keeps each image as a base64 data URL inside the thread item; here the
+    item holds the URL of the access-checked content view instead. Partial images (progress
+    previews, sent only over the stream) stay data URLs: storing each would write files that
+    the final image replaces a second later.
+    """
+
+    def __init__(
+        self,
+        thread: ThreadMetadata,
+        context: ChatKitContext,
+        *,
+        partial_images: int | None = None,
+    ):
+        super().__init__(partial_images=partial_images)
+        self.thread = thread
+        self.context = context
+
+    async def base64_image_to_url(
+        self,
+        image_id: str,
+        base64_image: str,
+        partial_image_index: int | None = None,
+    ) -> str:
+        if partial_image_index is not None:
+            return await super().base64_image_to_url(image_id, base64_image, partial_image_index)
+        content = base64.b64decode(base64_image)
+        attachment_id = generate_id("attachment")
+        await sync_to_async(self.save_image)(attachment_id, image_id, content)
+        return self.absolute(content_url(attachment_id))
+
+    def absolute(self, path: str) -> str:
+        """``path`` as an absolute URL on the request's host (a path outside a request)."""
+        request = self.context.request
+        return request.build_absolute_uri(path) if request is not None else path
+
+    def get_storage(self) -> Storage:
+        return get_attachment_storage()
+
+    def save_image(self, attachment_id: str, image_id: str, content: bytes) -> None:
+        """Write the bytes, then the row; if the row fails, the bytes go too (no orphans)."""
+        storage = self.get_storage()
+        name = storage.save(f"chatkit/{attachment_id}.png", ContentFile(content))
+        url = self.absolute(content_url(attachment_id))
+        if not url.startswith(("http://", "https://")):
+            # Outside a request there is no host; ImageAttachment needs an absolute URL, and
+            # the attachment store gives a fresh preview URL whenever the row is served.
+            url = "http://localhost" + url
+        model = ImageAttachment(
+            id=attachment_id,
+            name=f"{image_id}.png",
+            mime_type="image/png",
+            thread_id=self.thread.id,
+            preview_url=url,
+        )
+        try:
+            with transaction.atomic():
+                Attachment.objects.create(
+                    id=attachment_id,
+                    owner=self.context.user,
+                    thread_id=self.thread.id,
+                    name=model.name,
+                    mime_type=model.mime_type,
+                    type=model.type,
+                    size=len(content),
+                    file=name,
+                    uploaded_at=timezone.now(),
+                    data=model.model_dump(mode="json", by_alias=True),
+                )
+        except BaseException:
+            storage.delete(name)
+            raise

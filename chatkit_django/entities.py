@@ -1,0 +1,269 @@
+"""@-mentions backed by Django models.
+
+A project describes each kind of thing users may mention as an ``EntitySource`` subclass and
+lists it in ``CHATKIT['ENTITY_SOURCES']``. The same source then serves three callers:
+
+- ``EntitySearchView`` answers ChatKit.js ``entities.onTagSearch`` with ``Entity`` JSON;
+- ``EntityPreviewView`` answers ``entities.onRequestPreview`` with ``{"preview": BasicRoot}``;
+- ``DjangoThreadItemConverter.tag_to_message_content`` (``chatkit_django.agents``) turns a tag
+  into a summary the model can trust.
+
+Every lookup goes through ``EntitySource.get_queryset(user)``, so an entity a user may not see
+is never found, never previewed and never summarised for the model. Entity ids are
+``"<source name>:<primary key>"``; the ``data`` a client sends back with a tag is never trusted.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from chatkit.widgets import WidgetRoot, WidgetTemplate
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.signals import setting_changed
+from django.db import models
+from django.http import HttpRequest, JsonResponse
+from django.utils.translation import gettext_lazy as _
+from django.views import View
+
+from chatkit_django.conf import chatkit_settings
+from chatkit_django.exceptions import error_response
+
+# The default preview: a Basic root with the entity's title and its summary. Built with the
+# SDK's WidgetTemplate (named widget classes are deprecated in favour of templates).
+DEFAULT_PREVIEW_TEMPLATE = WidgetTemplate(
+    {
+        "version": "1.0",
+        "name": "chatkit_django_entity_preview",
+        "template": (
+            '{"type": "Basic", "gap": 2, "children": ['
+            '{"type": "Title", "value": {{ title | tojson }}, "size": "sm"},'
+            "{% if group %}"
+            '{"type": "Caption", "value": {{ group | tojson }}},'
+            "{% endif %}"
+            '{"type": "Text", "value": {{ summary | tojson }}}'
+            "]}"
+        ),
+        "jsonSchema": {},
+    }
+)
+
+MAX_QUERY_CHARS = 200
+
+
+class EntitySource:
+    """One kind of mentionable thing, backed by a model.
+
+    Set ``name`` and ``model`` (or override ``get_queryset``), list the fields to search in
+    ``search_fields``, and override the ``get_*`` methods to change how an object is shown to
+    the user and summarised for the model.
+    """
+
+    name: ClassVar[str] = ""
+    """Unique key of the source; the prefix of its entity ids."""
+    model: ClassVar[type[models.Model] | None] = None
+    search_fields: ClassVar[Sequence[str]] = ()
+    """Fields matched case-insensitively (``icontains``) against the search query."""
+    ordering: ClassVar[Sequence[str]] = ("-pk",)
+    group: ClassVar[str | None] = None
+    """Heading the composer groups this source's results under."""
+    icon: ClassVar[str | None] = None
+    """A ChatKit icon name (``"document"``, ``"globe"``...)."""
+    interactive: ClassVar[bool] = True
+    """Whether ChatKit.js asks for previews and reports clicks for these entities."""
+
+    def get_queryset(self, user: Any) -> models.QuerySet[Any]:
+        """The objects ``user`` may mention. Override to filter per user: the default is all."""
+        if self.model is None:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__} needs a model or its own get_queryset(user)."
+            )
+        return self.model._default_manager.all()
+
+    def search(self, user: Any, query: str) -> models.QuerySet[Any]:
+        """Objects matching ``query``, in ``ordering``; an empty query matches everything."""
+        queryset = self.get_queryset(user)
+        if query:
+            condition = models.Q()
+            for field in self.search_fields:
+                condition |= models.Q(**{f"{field}__icontains": query})
+            queryset = queryset.filter(condition)
+        return queryset.order_by(*self.ordering)
+
+    def entity_id(self, obj: models.Model) -> str:
+        return f"{self.name}:{obj.pk}"
+
+    def get_title(self, obj: models.Model) -> str:
+        return str(obj)
+
+    def get_data(self, obj: models.Model) -> dict[str, str]:
+        """Extra string values passed to the client's entity callbacks."""
+        return {}
+
+    def to_entity(self, obj: models.Model) -> dict[str, Any]:
+        """The ChatKit.js ``Entity`` for ``obj``."""
+        entity: dict[str, Any] = {
+            "id": self.entity_id(obj),
+            "title": self.get_title(obj),
+            "interactive": self.interactive,
+            "data": {"source": self.name, **self.get_data(obj)},
+        }
+        if self.group:
+            entity["group"] = str(self.group)
+        if self.icon:
+            entity["icon"] = self.icon
+        return entity
+
+    def summarize(self, obj: models.Model) -> str:
+        """What the model is told about a mentioned object. Keep it short; the title by default.
+
+        This and the other ``get_*`` methods run in async code: load what they need in
+        ``get_queryset`` (``select_related``), since lazy relation access would raise.
+        """
+        return self.get_title(obj)
+
+    def get_preview(self, obj: models.Model) -> WidgetRoot | None:
+        """The hover preview, or ``None`` for no preview."""
+        return DEFAULT_PREVIEW_TEMPLATE.build(
+            {
+                "title": self.get_title(obj),
+                "group": str(self.group or ""),
+                "summary": self.summarize(obj),
+            }
+        )
+
+    async def aget(self, user: Any, pk: str) -> models.Model | None:
+        """The object ``pk`` if ``user`` may see it, else ``None``."""
+        try:
+            return await self.get_queryset(user).filter(pk=pk).afirst()
+        except (ValueError, TypeError, ValidationError):  # a pk of the wrong shape
+            return None
+
+
+@functools.cache
+def get_entity_sources() -> dict[str, EntitySource]:
+    """``CHATKIT['ENTITY_SOURCES']``, instantiated once and keyed by name."""
+    sources: dict[str, EntitySource] = {}
+    for source_class in chatkit_settings.ENTITY_SOURCES or []:
+        source = source_class()
+        if not source.name or ":" in source.name:
+            raise ImproperlyConfigured(
+                f"{source_class.__name__}.name must be a non-empty string without ':'."
+            )
+        if source.name in sources:
+            raise ImproperlyConfigured(f"Two entity sources are named {source.name!r}.")
+        sources[source.name] = source
+    return sources
+
+
+def _reset_sources(*, setting: str, **kwargs: Any) -> None:
+    if setting == "CHATKIT":
+        get_entity_sources.cache_clear()
+
+
+setting_changed.connect(_reset_sources)
+
+
+def split_entity_id(entity_id: str) -> tuple[EntitySource, str] | None:
+    """The source and primary key an entity id names, or ``None`` for an unknown source."""
+    name, sep, pk = entity_id.partition(":")
+    source = get_entity_sources().get(name)
+    if not sep or not pk or source is None:
+        return None
+    return source, pk
+
+
+async def resolve_entity(entity_id: str, user: Any) -> tuple[EntitySource, models.Model] | None:
+    """The source and object behind ``entity_id``, if it exists and ``user`` may see it."""
+    found = split_entity_id(entity_id)
+    if found is None:
+        return None
+    source, pk = found
+    obj = await source.aget(user, pk)
+    return None if obj is None else (source, obj)
+
+
+class EntityView(View):
+    """Shared parts of the two entity views: the acting user and JSON errors."""
+
+    http_method_names = ["get"]
+
+    async def get_user(self, request: HttpRequest) -> Any:
+        """The user whose entities are searched. Override for token authentication."""
+        return await request.auser()
+
+    async def get_authenticated_user(self, request: HttpRequest) -> Any:
+        user = await self.get_user(request)
+        if user is None or not (user.is_authenticated or chatkit_settings.ALLOW_ANONYMOUS):
+            return None
+        return user
+
+    @staticmethod
+    def not_authenticated() -> JsonResponse:
+        return error_response(
+            _("Authentication credentials were not provided."), "not_authenticated", 403
+        )
+
+
+class EntitySearchView(EntityView):
+    """``GET ?q=<query>[&source=<name>]`` → ``{"data": [Entity, ...]}`` for ``onTagSearch``.
+
+    At most ``CHATKIT['ENTITY_SEARCH_LIMIT']`` entities, from the sources in settings order;
+    one query per source.
+    """
+
+    def get_limit(self) -> int:
+        return chatkit_settings.ENTITY_SEARCH_LIMIT
+
+    async def get(self, request: HttpRequest) -> JsonResponse:
+        user = await self.get_authenticated_user(request)
+        if user is None:
+            return self.not_authenticated()
+        query = request.GET.get("q", "").strip()
+        if len(query) > MAX_QUERY_CHARS:
+            return error_response(
+                _("The search query is longer than %(max)d characters.") % {"max": MAX_QUERY_CHARS},
+                "query_too_long",
+                400,
+            )
+        sources = get_entity_sources()
+        wanted = request.GET.get("source")
+        if wanted is not None:
+            if wanted not in sources:
+                return error_response(
+                    _("There is no entity source named %(name)r.") % {"name": wanted},
+                    "unknown_source",
+                    400,
+                )
+            sources = {wanted: sources[wanted]}
+        limit = self.get_limit()
+        entities: list[dict[str, Any]] = []
+        for source in sources.values():
+            if len(entities) >= limit:
+                break
+            rows = source.search(user, query)[: limit - len(entities)]
+            entities.extend([source.to_entity(obj) async for obj in rows])
+        return JsonResponse({"data": entities})
+
+
+class EntityPreviewView(EntityView):
+    """``GET ?id=<entity id>`` → ``{"preview": BasicRoot | null}`` for ``onRequestPreview``.
+
+    An entity the user may not see answers 404, exactly like one that does not exist.
+    """
+
+    async def get(self, request: HttpRequest) -> JsonResponse:
+        user = await self.get_authenticated_user(request)
+        if user is None:
+            return self.not_authenticated()
+        entity_id = request.GET.get("id", "")
+        if not entity_id:
+            return error_response(_("Pass the entity id as ?id=."), "missing_id", 400)
+        found = await resolve_entity(entity_id, user)
+        if found is None:
+            return error_response(_("Not found."), "not_found", 404)
+        source, obj = found
+        preview = source.get_preview(obj)
+        payload = None if preview is None else preview.model_dump(mode="json", exclude_none=True)
+        return JsonResponse({"preview": payload})
