@@ -22,7 +22,6 @@ Typical use inside ``respond()``::
 from __future__ import annotations
 
 import base64
-import inspect
 import logging
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,7 +42,7 @@ from chatkit.types import (
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
 from django.db import transaction
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone
 from openai.types.responses import (
     ResponseInputContentParam,
@@ -53,7 +52,14 @@ from openai.types.responses import (
 )
 from openai.types.responses.response_input_item_param import Message
 
-from chatkit_django.attachments import get_attachment_storage
+from chatkit_django._internal.files import storage_name
+from chatkit_django.attachments import (
+    absolute_url,
+    build_attachment,
+    can_presign,
+    confirm_upload,
+    get_attachment_storage,
+)
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.context import ChatKitContext
 from chatkit_django.entities import resolve_entity
@@ -103,24 +109,15 @@ def is_text_like(mime_type: str) -> bool:
 
 
 def content_url(attachment_id: str) -> str:
-    """The access-checked URL the attachments' content view serves ``attachment_id`` at."""
-    try:
-        return reverse("chatkit:attachment-content", kwargs={"attachment_id": attachment_id})
-    except NoReverseMatch:
-        # Projects that mount only part of chatkit_django.urls: the route's documented path.
-        return f"/chatkit/attachments/{attachment_id}/content/"
+    """The path of the access-checked content view for ``attachment_id``."""
+    return reverse("chatkit:attachment-content", kwargs={"attachment_id": attachment_id})
 
 
 def presigned_url(storage: Storage, name: str, max_age: int) -> str | None:
-    """A short-lived absolute URL for ``name``, when the storage can sign one (S3, GCS, Azure).
-
-    Storages whose ``url()`` takes an ``expire`` argument sign URLs; others (local files) give
-    paths the model cannot fetch, so ``None``.
-    """
-    if "expire" not in inspect.signature(storage.url).parameters:
-        return None
-    url = storage.url(name, expire=max_age)
-    return url if url.startswith(("https://", "http://")) else None
+    """A short-lived URL the model can fetch ``name`` from, when the storage signs URLs."""
+    if not can_presign(storage):
+        return None  # local files give paths the model cannot fetch
+    return storage.url(name, expire=max_age)
 
 
 class DjangoThreadItemConverter(ThreadItemConverter):
@@ -151,7 +148,7 @@ class DjangoThreadItemConverter(ThreadItemConverter):
             return None
         row = (
             await Attachment.objects.filter(pk=attachment_id)
-            .only("owner_id", "file", "mime_type", "name", "size")
+            .only("owner_id", "file", "mime_type", "name", "size", "uploaded_at", "upload_nonce")
             .afirst()
         )
         if row is None:
@@ -207,7 +204,8 @@ class DjangoThreadItemConverter(ThreadItemConverter):
         goes on.
         """
         row = await self.get_attachment_row(attachment.id)
-        if row is None:
+        # A presigned upload is confirmed on first sight; an unfinished one has no bytes yet.
+        if row is None or not await sync_to_async(confirm_upload)(row):
             return self.missing_note(attachment)
         mime = row.mime_type.split(";", 1)[0].strip().lower()
         if mime in IMAGE_MIME_TYPES or isinstance(attachment, ImageAttachment):
@@ -328,7 +326,8 @@ class DjangoResponseStreamConverter(ResponseStreamConverter):
     """Stores generated images as attachments of the thread, owned by the acting user.
 
     The SDK's default keeps each image as a base64 data URL inside the thread item; here the
-    item holds the URL of the access-checked content view instead. Partial images (progress
+    item holds the URL of the access-checked content view instead (absolute: on the request's
+    host, or on ``CHATKIT['BASE_URL']`` outside a request). Partial images (progress
     previews, sent only over the stream) stay data URLs: storing each would write files that
     the final image replaces a second later.
     """
@@ -355,32 +354,18 @@ class DjangoResponseStreamConverter(ResponseStreamConverter):
         content = base64.b64decode(base64_image)
         attachment_id = generate_id("attachment")
         await sync_to_async(self.save_image)(attachment_id, image_id, content)
-        return self.absolute(content_url(attachment_id))
-
-    def absolute(self, path: str) -> str:
-        """``path`` as an absolute URL on the request's host (a path outside a request)."""
-        request = self.context.request
-        return request.build_absolute_uri(path) if request is not None else path
+        return absolute_url(content_url(attachment_id), self.context.request)
 
     def get_storage(self) -> Storage:
         return get_attachment_storage()
 
     def save_image(self, attachment_id: str, image_id: str, content: bytes) -> None:
         """Write the bytes, then the row; if the row fails, the bytes go too (no orphans)."""
+        model = build_attachment(
+            attachment_id, f"{image_id}.png", "image/png", self.context.request
+        ).model_copy(update={"thread_id": self.thread.id})
         storage = self.get_storage()
-        name = storage.save(f"chatkit/{attachment_id}.png", ContentFile(content))
-        url = self.absolute(content_url(attachment_id))
-        if not url.startswith(("http://", "https://")):
-            # Outside a request there is no host; ImageAttachment needs an absolute URL, and
-            # the attachment store gives a fresh preview URL whenever the row is served.
-            url = "http://localhost" + url
-        model = ImageAttachment(
-            id=attachment_id,
-            name=f"{image_id}.png",
-            mime_type="image/png",
-            thread_id=self.thread.id,
-            preview_url=url,
-        )
+        name = storage.save(storage_name(attachment_id, "image/png"), ContentFile(content))
         try:
             with transaction.atomic():
                 Attachment.objects.create(

@@ -19,6 +19,7 @@ from django.utils import timezone
 from chatkit_django.agents import DjangoThreadItemConverter
 from chatkit_django.attachments import get_attachment_storage
 from chatkit_django.context import ChatKitContext
+from chatkit_django.models import Attachment
 from chatkit_django.store import DjangoStore
 from tests.rich_helpers import PDF, PNG, done_items, process, store_attachment, user_input
 from tests.testapp.models import Note
@@ -278,3 +279,44 @@ async def test_missing_bytes_through_the_server_still_answer(auser_factory: Any)
 def test_attachment_base_is_what_the_converter_reads() -> None:
     # The converter relies on these SDK fields; a renamed field should fail here first.
     assert {"id", "name", "mime_type"} <= set(AttachmentBase.model_fields)
+
+
+async def test_image_as_url_on_s3_is_a_presigned_url(
+    auser_factory: Any, settings: Any, s3_storage_settings: Any
+) -> None:
+    import httpx
+
+    settings.STORAGES = {**settings.STORAGES, "chatkit": s3_storage_settings}
+    settings.CHATKIT = {**settings.CHATKIT, "IMAGE_INPUT_AS_URL": True}
+    user = await auser_factory()
+    row = await astore_attachment(user, "cat.png", "image/png", PNG)
+
+    part = await converter_for(user).attachment_to_message_content(sdk_attachment(row))
+
+    assert part["type"] == "input_image"
+    assert "X-Amz-Expires=300" in part["image_url"]  # PREVIEW_URL_MAX_AGE
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(part["image_url"])).content == PNG
+
+
+async def test_unfinished_upload_becomes_a_note(auser_factory: Any) -> None:
+    user = await auser_factory()
+    row = await astore_attachment(user, "a.txt", "text/plain", None)
+    await Attachment.objects.filter(pk=row.pk).aupdate(uploaded_at=None, upload_nonce="n")
+
+    part = await converter_for(user).attachment_to_message_content(sdk_attachment(row))
+
+    assert "could not be read" in part["text"]
+
+
+@pytest.mark.parametrize("mime", ["text/plain", "application/pdf", "image/png"])
+async def test_real_storages_are_read(
+    auser_factory: Any, attachment_storage: Any, mime: str
+) -> None:
+    user = await auser_factory()
+    row = await astore_attachment(user, "f", mime, b"content")
+
+    part = await converter_for(user).attachment_to_message_content(sdk_attachment(row))
+
+    assert "could not be read" not in str(part)
+    assert base64.b64encode(b"content").decode() in str(part) or "content" in part.get("text", "")
