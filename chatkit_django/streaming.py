@@ -34,6 +34,7 @@ from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from pydantic import TypeAdapter, ValidationError
+from rest_framework.exceptions import APIException
 
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.context import ChatKitContext
@@ -213,6 +214,12 @@ class ChatKitEndpointMixin:
             return error_response(str(e) or "Permission denied.", "permission_denied", 403)
         except NotImplementedError as e:
             return error_response(str(e), "not_implemented", 501)
+        except APIException as e:
+            # Errors that carry their own status and code (transcription refusals...).
+            codes = e.get_codes()
+            return error_response(
+                str(e.detail), codes if isinstance(codes, str) else "invalid", e.status_code
+            )
         except ValueError as e:
             # The SDK raises ValueError for requests that are well-formed but do not apply
             # (a sync action on a non-widget item, for instance).

@@ -1,6 +1,7 @@
 """Dictation: DjangoChatKitServer.transcribe against a local fake of the OpenAI API."""
 
 import base64
+import json
 from typing import Any
 
 import openai
@@ -173,3 +174,65 @@ def test_default_client_reads_the_environment(monkeypatch: Any) -> None:
     client = transcription.build_openai_client()
 
     assert client.api_key == "sk-env"
+
+
+@pytest.fixture
+async def http(auser_factory: Any) -> Any:
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+    await client.aforce_login(await auser_factory())
+    return client
+
+
+async def test_dictation_through_the_endpoint(fake_openai: FakeOpenAI, http: Any) -> None:
+    from tests.chatkit_client import post
+
+    response = await post(http, json.dumps(transcribe_request(b"audio", "audio/webm")))
+
+    assert (response.status_code, response.json()) == (200, {"text": "dictated text"})
+
+
+@pytest.mark.parametrize(
+    ("audio", "mime", "upstream", "status", "code"),
+    [
+        (b"x", "audio/wav", None, 415, "unsupported_audio_type"),
+        (b"", "audio/webm", None, 400, "empty_audio"),
+        (b"x" * 11, "audio/webm", None, 413, "audio_too_large"),
+        (b"x", "audio/webm", 500, 502, "transcription_upstream_error"),
+        (b"x", "audio/webm", 401, 503, "transcription_unavailable"),
+    ],
+)
+async def test_endpoint_answers_transcription_errors_as_json(
+    fake_openai: FakeOpenAI,
+    http: Any,
+    settings: Any,
+    audio: bytes,
+    mime: str,
+    upstream: int | None,
+    status: int,
+    code: str,
+) -> None:
+    from tests.chatkit_client import post
+
+    settings.CHATKIT = {**settings.CHATKIT, "MAX_TRANSCRIPTION_BYTES": 10}
+    if upstream is not None:
+        fake_openai.transcription_error = (upstream, "boom")
+
+    response = await post(http, json.dumps(transcribe_request(audio, mime)))
+
+    assert response.status_code == status
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["code"] == code
+    assert response.json()["detail"]
+
+
+async def test_endpoint_without_api_key_says_so(http: Any, monkeypatch: Any) -> None:
+    from tests.chatkit_client import post
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+
+    response = await post(http, json.dumps(transcribe_request(b"x", "audio/webm")))
+
+    assert response.status_code == 503
+    assert "OPENAI_API_KEY" in response.json()["detail"]
