@@ -18,6 +18,7 @@ class TestDjangoStore(StoreContract):
         return ChatKitContext(user=user)
 
 
+# --8<-- [start:custom-context]
 @dataclass
 class Membership:
     user: Any
@@ -33,6 +34,9 @@ class TenantContext:
 class TenantStore(DjangoStore):
     def get_user(self, context: Any) -> Any:
         return context.membership.user
+
+
+# --8<-- [end:custom-context]
 
 
 class TestDjangoStoreWithCustomContext(StoreContract):
