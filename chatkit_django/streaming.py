@@ -22,6 +22,7 @@ from chatkit.types import (
     ChatKitReq,
     ErrorEvent,
     StreamingReq,
+    StructuredInputItem,
     ThreadsAddStructuredInputReq,
     ThreadsAddUserMessageReq,
     ThreadsCreateReq,
@@ -262,9 +263,14 @@ class ChatKitEndpointMixin:
         if isinstance(request, ThreadsCreateReq | ThreadsAddUserMessageReq):
             for attachment_id in request.params.input.attachments:
                 await server.store.load_attachment(attachment_id, context)
-        elif isinstance(request, ThreadsAddStructuredInputReq) or (
-            isinstance(request, ThreadsCustomActionReq) and request.params.item_id
-        ):
+        elif isinstance(request, ThreadsAddStructuredInputReq):
+            item = await server.store.load_item(thread_id, request.params.item_id, context)  # type: ignore[arg-type]
+            # The SDK would refuse these inside the stream (a 200 with an error event).
+            if not isinstance(item, StructuredInputItem):
+                raise ValueError(f"Item {item.id} is not a structured input item.")  # noqa: TRY004 (400, as the SDK)
+            if item.status != "pending":
+                raise ValueError(f"Structured input item {item.id} is not pending.")
+        elif isinstance(request, ThreadsCustomActionReq) and request.params.item_id:
             await server.store.load_item(thread_id, request.params.item_id, context)  # type: ignore[arg-type]
 
     def streaming_response(

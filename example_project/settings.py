@@ -81,4 +81,5 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CHATKIT = {
     "SERVER_CLASS": "example_project.demo.server.DemoServer",
+    "ENTITY_SOURCES": ["example_project.demo.entities.ArticleSource"],
 }

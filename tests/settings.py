@@ -18,6 +18,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "chatkit_django",
     "tests.testapp",
+    "example_project.demo",  # the example project's models and responder are tested too
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",

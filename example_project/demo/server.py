@@ -15,6 +15,7 @@ from chatkit.types import (
 from chatkit_django.context import ChatKitContext
 from chatkit_django.server import DjangoChatKitServer
 from chatkit_django.store import item_preview
+from example_project.demo.structured import survey_turn
 
 
 class DemoServer(DjangoChatKitServer):
@@ -27,6 +28,13 @@ class DemoServer(DjangoChatKitServer):
         context: ChatKitContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
         text = item_preview(input_user_message) if input_user_message else ""
+        # Rich input demo: "survey" asks a structured question; its answer continues here.
+        handled = False
+        async for event in survey_turn(self, thread, text if input_user_message else None, context):
+            handled = True
+            yield event
+        if handled:
+            return
         yield ThreadItemDoneEvent(
             item=AssistantMessageItem(
                 id=self.store.generate_item_id("message", thread, context),
