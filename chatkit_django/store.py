@@ -27,6 +27,7 @@ from django.utils import timezone
 from pydantic import BaseModel, TypeAdapter
 
 from chatkit_django import models as chatkit_models
+from chatkit_django._internal.nul import has_nul, without_nul
 from chatkit_django._internal.ordering import keyset_page, next_seq, ordering_datetime
 from chatkit_django.context import ChatKitContext
 from chatkit_django.ids import generate_id
@@ -100,7 +101,7 @@ class DjangoStore(Store[ChatKitContext]):
         self, thread_id: str, context: ChatKitContext, action: str, *fields: str
     ) -> chatkit_models.Thread:
         user = self._user(context)
-        if user is not None:
+        if user is not None and not has_nul(thread_id):
             row = (
                 await self.thread_model.objects.filter(pk=thread_id)
                 .only("owner_id", *fields)
@@ -117,7 +118,7 @@ class DjangoStore(Store[ChatKitContext]):
         """
         user = self._user(context)
         now = timezone.now()
-        if user is not None:
+        if user is not None and not has_nul(thread_id):
             updated = await self.thread_model.objects.filter(pk=thread_id, owner=user).aupdate(
                 updated_at=now
             )
@@ -153,6 +154,7 @@ class DjangoStore(Store[ChatKitContext]):
 
     async def save_thread(self, thread: ThreadMetadata, context: ChatKitContext) -> None:
         user = self._writer(context)
+        thread = without_nul(thread)
         fields = self.thread_fields(thread)
         fields["updated_at"] = timezone.now()
         threads = self.thread_model.objects
@@ -242,7 +244,7 @@ class DjangoStore(Store[ChatKitContext]):
 
     async def load_item(self, thread_id: str, item_id: str, context: ChatKitContext) -> ThreadItem:
         user = self._user(context)
-        if user is not None:
+        if user is not None and not has_nul(thread_id, item_id):
             row = await (
                 self.item_model.objects.filter(pk=item_id, thread_id=thread_id)
                 .select_related("thread")
@@ -257,6 +259,7 @@ class DjangoStore(Store[ChatKitContext]):
         self, thread_id: str, item: ThreadItem, context: ChatKitContext
     ) -> None:
         await self._touch_thread(thread_id, context)
+        item = without_nul(item)
         fields = self.item_fields(item)
         try:
             await _insert(
@@ -274,6 +277,7 @@ class DjangoStore(Store[ChatKitContext]):
     async def save_item(self, thread_id: str, item: ThreadItem, context: ChatKitContext) -> None:
         """Upsert; an existing item keeps its place in the thread."""
         await self._touch_thread(thread_id, context)
+        item = without_nul(item)
         fields = self.item_fields(item)
         if await self.item_model.objects.filter(pk=item.id, thread_id=thread_id).aupdate(**fields):
             return
@@ -302,7 +306,8 @@ class DjangoStore(Store[ChatKitContext]):
         self, thread_id: str, item_id: str, context: ChatKitContext
     ) -> None:
         await self._touch_thread(thread_id, context)
-        await self.item_model.objects.filter(pk=item_id, thread_id=thread_id).adelete()
+        if not has_nul(item_id):
+            await self.item_model.objects.filter(pk=item_id, thread_id=thread_id).adelete()
 
     # -- attachments ---------------------------------------------------------
 
@@ -319,7 +324,7 @@ class DjangoStore(Store[ChatKitContext]):
         self, attachment_id: str, context: ChatKitContext, action: str, *fields: str
     ) -> chatkit_models.Attachment:
         user = self._user(context)
-        if user is not None:
+        if user is not None and not has_nul(attachment_id):
             row = (
                 await self.attachment_model.objects.filter(pk=attachment_id)
                 .only("owner_id", *fields)
@@ -332,6 +337,7 @@ class DjangoStore(Store[ChatKitContext]):
     async def save_attachment(self, attachment: Attachment, context: ChatKitContext) -> None:
         """Upsert. Linking it to a thread needs change access to that thread."""
         user = self._writer(context)
+        attachment = without_nul(attachment)
         if attachment.thread_id is not None:
             await self._accessible_thread(attachment.thread_id, context, "change")
         fields = self.attachment_fields(attachment)

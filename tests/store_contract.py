@@ -285,6 +285,34 @@ class StoreContract:
         with pytest.raises(NotFoundError):
             await store.load_thread("thr_missing", ctx)
 
+    @pytest.mark.parametrize(
+        "odd_id", ["a\x00b", "x" * 1000, "", "' OR 1=1 --", "%", "_", "thr_é✓"]
+    )
+    async def test_odd_ids_are_not_found(
+        self, store: Store[Any], ctx: Any, thread: ThreadMetadata, odd_id: str
+    ) -> None:
+        [item_id] = await self.add_items(store, thread.id, ctx, 1)
+        empty = Page(data=[], has_more=False, after=None)
+        with pytest.raises(NotFoundError):
+            await store.load_thread(odd_id, ctx)
+        with pytest.raises(NotFoundError):
+            await store.load_item(thread.id, odd_id, ctx)
+        with pytest.raises(NotFoundError):
+            await store.load_item(odd_id, item_id, ctx)
+        with pytest.raises(NotFoundError):
+            await store.load_attachment(odd_id, ctx)
+        with pytest.raises(NotFoundError):
+            await store.add_thread_item(odd_id, make_user_message(odd_id), ctx)
+        with pytest.raises(NotFoundError):
+            await store.delete_thread(odd_id, ctx)
+        assert await store.load_thread_items(odd_id, None, 10, "asc", ctx) == empty
+        assert await store.load_thread_items(thread.id, odd_id, 10, "asc", ctx) == empty
+        assert (await store.load_threads(10, odd_id, "asc", ctx)).data == []
+        await store.delete_thread_item(thread.id, odd_id, ctx)
+        assert [
+            i.id for i in (await store.load_thread_items(thread.id, None, 9, "asc", ctx)).data
+        ] == [item_id]
+
     # -- attachments ---------------------------------------------------------
 
     async def test_save_attachment_upserts(

@@ -67,6 +67,8 @@ def keyset_page(
     queryset = queryset.order_by(*(f"-{f}" if descending else f for f in fields))
     if after is None:
         return queryset
+    if "\x00" in after:  # PostgreSQL rejects NUL in text; no id has one (see nul.py)
+        return queryset.none()
     model = queryset.model
     table = model._meta.db_table
     cursor_rows = model._base_manager.filter(pk=after, **scope).values(*fields)
