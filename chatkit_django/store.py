@@ -312,9 +312,12 @@ class DjangoStore(Store[ChatKitContext]):
     # -- attachments ---------------------------------------------------------
 
     def attachment_fields(self, attachment: Attachment) -> dict[str, Any]:
+        # The columns are bounded copies (PostgreSQL rejects longer values); ``data`` keeps
+        # the full name and type.
+        opts = self.attachment_model._meta
         return {
-            "name": attachment.name,
-            "mime_type": attachment.mime_type,
+            "name": attachment.name[: opts.get_field("name").max_length],
+            "mime_type": attachment.mime_type[: opts.get_field("mime_type").max_length],
             "type": attachment.type,
             "thread_id": attachment.thread_id,
             "data": dump(attachment),

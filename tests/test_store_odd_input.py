@@ -1,4 +1,4 @@
-"""NUL characters: PostgreSQL cannot store them, so ``DjangoStore`` drops them on save."""
+"""Input PostgreSQL would refuse (NUL characters, over-long column values) is no crash."""
 
 from __future__ import annotations
 
@@ -44,3 +44,15 @@ def test_without_nul_returns_the_same_model_when_clean() -> None:
     for build in sdk_items.ITEM_BUILDERS.values():
         item = build("thr")
         assert without_nul(item) is item
+
+
+async def test_long_attachment_name_and_type(auser_factory: Any) -> None:
+    store = DjangoStore()
+    ctx = ChatKitContext(user=await auser_factory())
+    name = "n" * 400 + ".pdf"
+    mime = "application/" + "x" * 300
+    attachment = FileAttachment(id="atc_long", name=name, mime_type=mime)
+    await store.save_attachment(attachment, ctx)
+    assert await store.load_attachment(attachment.id, ctx) == attachment
+    row = await models.Attachment.objects.aget(pk=attachment.id)
+    assert (row.name, row.mime_type) == (name[:255], mime[:255])
