@@ -192,12 +192,7 @@ class ChatKitEndpointMixin:
 
         body = self.read_body(request)
         if body is None:
-            limit = self.get_max_request_bytes()
-            return error_response(
-                f"The request body is larger than CHATKIT['MAX_REQUEST_BYTES'] ({limit} bytes).",
-                "request_too_large",
-                413,
-            )
+            return request_too_large_response(self)
         try:
             parsed = ChatKitReqAdapter.validate_json(body)
         except ValidationError as e:
@@ -211,6 +206,11 @@ class ChatKitEndpointMixin:
             result = await server.process(body, context)
         except NotFoundError as e:
             return error_response(str(e) or "Not found.", "not_found", 404)
+        except APIException as e:
+            # Raised by our stores (attachments) in DRF's shape; answered in the same shape.
+            codes = e.get_codes()
+            code = codes if isinstance(codes, str) else "invalid"
+            return error_response(str(e.detail), code, e.status_code)
         except PermissionDenied as e:
             return error_response(str(e) or "Permission denied.", "permission_denied", 403)
         except NotImplementedError as e:
@@ -287,6 +287,15 @@ class ChatKitEndpointMixin:
         # request when the response passes by, so hiding it keeps the stream uncompressed.
         request.META.pop("HTTP_ACCEPT_ENCODING", None)
         return response
+
+
+def request_too_large_response(endpoint: ChatKitEndpointMixin) -> HttpResponse:
+    limit = endpoint.get_max_request_bytes()
+    return error_response(
+        f"The request body is larger than CHATKIT['MAX_REQUEST_BYTES'] ({limit} bytes).",
+        "request_too_large",
+        413,
+    )
 
 
 def invalid_request_response(error: ValidationError) -> HttpResponse:

@@ -16,6 +16,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "rest_framework",
+    "rest_framework.authtoken",
     "chatkit_django",
     "tests.testapp",
     "example_project.demo",  # the example project's models and responder are tested too

@@ -4,17 +4,23 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from chatkit.types import (
+    Action,
     AssistantMessageContent,
     AssistantMessageContentPartTextDelta,
     AssistantMessageItem,
+    AudioInput,
+    SyncCustomActionResponse,
     ThreadItemAddedEvent,
     ThreadItemDoneEvent,
     ThreadItemUpdatedEvent,
     ThreadMetadata,
     ThreadStreamEvent,
+    TranscriptionResult,
     UserMessageItem,
+    WidgetItem,
 )
 
 from chatkit_django.context import ChatKitContext
@@ -32,13 +38,46 @@ class EchoServer(DjangoChatKitServer):
         context: ChatKitContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
         text = item_preview(input_user_message) if input_user_message else ""
+        prefix = context.extra.get("echo_prefix", "echo")
         yield ThreadItemDoneEvent(
             item=AssistantMessageItem(
                 id=self.store.generate_item_id("message", thread, context),
                 thread_id=thread.id,
                 created_at=datetime.now(),
-                content=[AssistantMessageContent(text=f"echo: {text}")],
+                content=[AssistantMessageContent(text=f"{prefix}: {text}")],
             )
+        )
+
+    async def action(
+        self,
+        thread: ThreadMetadata,
+        action: Action[str, Any],
+        sender: WidgetItem | None,
+        context: ChatKitContext,
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        yield ThreadItemDoneEvent(
+            item=AssistantMessageItem(
+                id=self.store.generate_item_id("message", thread, context),
+                thread_id=thread.id,
+                created_at=datetime.now(),
+                content=[AssistantMessageContent(text=f"action: {action.type}")],
+            )
+        )
+
+    async def sync_action(
+        self,
+        thread: ThreadMetadata,
+        action: Action[str, Any],
+        sender: WidgetItem | None,
+        context: ChatKitContext,
+    ) -> SyncCustomActionResponse:
+        return SyncCustomActionResponse(updated_item=sender)
+
+    async def transcribe(
+        self, audio_input: AudioInput, context: ChatKitContext
+    ) -> TranscriptionResult:
+        return TranscriptionResult(
+            text=f"{len(audio_input.data)} bytes of {audio_input.media_type}"
         )
 
 

@@ -1,0 +1,25 @@
+"""ASGI app routing the endpoint through Channels: ``ChatKitConsumer`` behind AuthMiddlewareStack."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+django_application = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack
+from channels.routing import ProtocolTypeRouter, URLRouter
+from django.urls import path, re_path
+
+from chatkit_django.consumers import ChatKitConsumer
+
+application = ProtocolTypeRouter(
+    {
+        "http": URLRouter(
+            [
+                path("chatkit/", AuthMiddlewareStack(ChatKitConsumer.as_asgi())),
+                re_path(r"", django_application),
+            ]
+        )
+    }
+)

@@ -1,0 +1,109 @@
+"""Who may talk to the endpoint: DRF authenticators, the session, and the context hook."""
+
+from __future__ import annotations
+
+import pytest
+from chatkit.types import ThreadListParams, ThreadsListReq
+from django.test import AsyncClient, override_settings
+from django.urls import path
+from rest_framework.authtoken.models import Token
+
+from chatkit_django.context import ChatKitContext
+from chatkit_django.views import ChatKitView
+from tests.chatkit_client import create_req, parse_sse, post, read_stream
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ECHO = "tests.testapp.server.EchoServer"
+TOKEN_AUTH = {
+    "SERVER_CLASS": ECHO,
+    "AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+}
+LIST = ThreadsListReq(params=ThreadListParams())
+
+
+async def test_token_authentication_needs_no_csrf(auser_factory):
+    user = await auser_factory()
+    token = await Token.objects.acreate(user=user)
+    client = AsyncClient(enforce_csrf_checks=True)
+    with override_settings(CHATKIT=TOKEN_AUTH):
+        response = await post(
+            client, create_req("by token"), headers={"Authorization": f"Token {token.key}"}
+        )
+        events = parse_sse(await read_stream(response))
+    assert response.status_code == 200
+    assert events[-1]["item"]["content"][0]["text"] == "echo: by token"
+
+
+async def test_wrong_token_is_401_with_www_authenticate():
+    with override_settings(CHATKIT=TOKEN_AUTH):
+        response = await post(AsyncClient(), LIST, headers={"Authorization": "Token nope"})
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
+    assert response.json() == {"detail": "Invalid token.", "code": "authentication_failed"}
+
+
+async def test_no_credentials_with_authenticators_is_401():
+    with override_settings(CHATKIT=TOKEN_AUTH):
+        response = await post(AsyncClient(), LIST)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
+    assert response.json()["code"] == "not_authenticated"
+
+
+async def test_session_still_works_beside_authenticators(auser_factory):
+    client = AsyncClient()
+    await client.aforce_login(await auser_factory())
+    with override_settings(CHATKIT=TOKEN_AUTH):
+        response = await post(client, LIST)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("factory", ["sync_context", "async_context"])
+async def test_context_factory_builds_the_sdk_context(factory, auser_factory):
+    client = AsyncClient()
+    await client.aforce_login(await auser_factory())
+    settings = {"SERVER_CLASS": ECHO, "CONTEXT_FACTORY": f"tests.testapp.contexts.{factory}"}
+    with override_settings(CHATKIT=settings):
+        response = await post(client, create_req("hi"), headers={"Accept-Language": "fr"})
+        events = parse_sse(await read_stream(response))
+    kind = factory.split("_")[0]
+    assert events[-1]["item"]["content"][0]["text"] == f"{kind} fr: hi"
+
+
+class TenantView(ChatKitView):
+    async def get_context(self, request):
+        return ChatKitContext(user=request.user, request=request, extra={"echo_prefix": "tenant"})
+
+
+urlpatterns = [path("tenant/", TenantView.as_view())]
+
+
+@override_settings(ROOT_URLCONF=__name__)
+async def test_get_context_is_overridable_per_view(auser_factory):
+    client = AsyncClient()
+    await client.aforce_login(await auser_factory())
+    response = await client.post(
+        "/tenant/", create_req("x").model_dump_json(), content_type="application/json"
+    )
+    events = parse_sse(await read_stream(response))
+    assert events[-1]["item"]["content"][0]["text"] == "tenant: x"
+
+
+@override_settings(
+    MIDDLEWARE=[
+        "django.middleware.gzip.GZipMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+    ]
+)
+async def test_streams_are_never_gzipped(auser_factory):
+    client = AsyncClient()
+    await client.aforce_login(await auser_factory())
+    response = await post(client, create_req("x" * 500), headers={"Accept-Encoding": "gzip"})
+    raw = await read_stream(response)
+    assert not response.has_header("Content-Encoding")
+    assert parse_sse(raw)[-1]["item"]["content"][0]["text"].startswith("echo: xxx")
+    # JSON answers are left to the project's middleware: compressed when big enough.
+    response = await post(client, LIST, headers={"Accept-Encoding": "gzip"})
+    assert response.status_code == 200

@@ -1,0 +1,142 @@
+"""The endpoint over a real uvicorn process: streaming order, disconnects, keep-alives.
+
+Each test runs twice: through Django's ASGI handler (``ChatKitView``) and through Channels
+(``ChatKitConsumer``), the two ways a project can serve the endpoint.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from django.test import Client
+
+from chatkit_django.models import Thread, ThreadItem
+from tests.chatkit_client import ENDPOINT, body, create_req, parse_sse
+
+pytestmark = pytest.mark.live
+
+APPS = {
+    "view": "tests.asgi:application",
+    "consumer": "tests.channels_asgi:application",
+}
+SCRIPTED = {"CHATKIT_TEST_SERVER_CLASS": "tests.testapp.server.ScriptedServer"}
+
+
+@pytest.fixture(params=sorted(APPS))
+def app(request):
+    return APPS[request.param]
+
+
+@pytest.fixture
+def session(user_factory):
+    """Cookies and headers of a logged-in browser session, CSRF token included."""
+    client = Client()
+    user = user_factory()
+    client.force_login(user)
+    token = "b" * 32
+    cookies = {"sessionid": client.cookies["sessionid"].value, "csrftoken": token}
+    return user, cookies, {"X-CSRFToken": token, "Content-Type": "application/json"}
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def read_until(chunks, marker: bytes) -> bytes:
+    seen = b""
+    for chunk in chunks:
+        seen += chunk
+        if marker in seen:
+            return seen
+    raise AssertionError(f"stream ended before {marker!r}: {seen!r}")
+
+
+def test_events_arrive_before_the_responder_finishes(live_server_factory, app, session, tmp_path):
+    base = live_server_factory(app, env=SCRIPTED)
+    _, cookies, headers = session
+    gate = tmp_path / "gate"
+    request = body(create_req(f"gate {gate}"))
+    with (
+        httpx.Client(base_url=base, cookies=cookies, headers=headers, timeout=10) as http,
+        http.stream("POST", ENDPOINT, content=request) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream"
+        assert response.headers["x-accel-buffering"] == "no"
+        assert "content-encoding" not in response.headers
+        # The responder is blocked on the gate; its first delta must already be here.
+        chunks = response.iter_raw()
+        seen = read_until(chunks, b'"delta":"partial "')
+        assert b"thread.item.done" in seen
+        gate.touch()
+        seen += b"".join(chunks)
+    events = parse_sse(seen)
+    assert events[-1]["type"] == "thread.item.done"
+    assert events[-1]["item"]["content"][0]["text"] == "partial done"
+
+
+def test_client_disconnect_saves_the_partial_message(live_server_factory, app, session, tmp_path):
+    base = live_server_factory(app, env=SCRIPTED)
+    _, cookies, headers = session
+    request = body(create_req(f"gate {tmp_path / 'never-opened'}"))
+    with (
+        httpx.Client(base_url=base, cookies=cookies, headers=headers, timeout=10) as http,
+        http.stream("POST", ENDPOINT, content=request) as response,
+    ):
+        seen = read_until(response.iter_raw(), b'"delta":"partial "')
+    # Leaving the block hung up mid-stream.
+    thread_id = parse_sse(seen)[0]["thread"]["id"]
+
+    def cancelled():
+        return ThreadItem.objects.filter(thread_id=thread_id, type="sdk_hidden_context").exists()
+
+    wait_for(cancelled)
+    assistant = ThreadItem.objects.get(thread_id=thread_id, type="assistant_message")
+    assert assistant.data["content"][0]["text"] == "partial "
+    hidden = ThreadItem.objects.get(thread_id=thread_id, type="sdk_hidden_context")
+    assert "cancelled" in hidden.data["content"]
+    assert Thread.objects.filter(pk=thread_id).exists()
+
+
+def test_keepalive_comments_while_the_responder_is_silent(live_server_factory, app, session):
+    base = live_server_factory(app, env={**SCRIPTED, "CHATKIT_TEST_KEEPALIVE": "0.1"})
+    _, cookies, headers = session
+    with httpx.Client(base_url=base, cookies=cookies, headers=headers, timeout=10) as http:
+        response = http.post(ENDPOINT, content=body(create_req("sleep 0.6")))
+    raw = response.content
+    partial = raw.index(b'"delta":"partial "')
+    done = raw.rindex(b"thread.item.done")
+    assert raw.count(b": keep-alive\n\n", partial, done) >= 2
+    assert parse_sse(raw)[-1]["item"]["content"][0]["text"] == "partial done"
+
+
+def test_json_requests_and_errors_over_the_wire(live_server_factory, app, session):
+    base = live_server_factory(app)
+    _, cookies, headers = session
+    with httpx.Client(base_url=base, cookies=cookies, headers=headers, timeout=10) as http:
+        response = http.post(ENDPOINT, content=b'{"type": "threads.list", "params": {}}')
+        assert response.status_code == 200
+        assert response.json()["data"] == []
+        response = http.post(ENDPOINT, content=b"{oops")
+        assert response.status_code == 400
+        assert response.json()["code"] == "parse_error"
+        # Without the CSRF header a cookie-authenticated request is refused.
+        response = http.post(
+            ENDPOINT,
+            content=b'{"type": "threads.list", "params": {}}',
+            headers={"X-CSRFToken": ""},
+        )
+        assert response.status_code == 403
+        response = http.post(ENDPOINT, content=b"x" * (10 * 1024 * 1024 + 1))
+        assert response.status_code == 413
+        assert response.json()["code"] == "request_too_large"
+    with httpx.Client(base_url=base, timeout=10) as http:
+        response = http.post(ENDPOINT, content=b'{"type": "threads.list", "params": {}}')
+        assert response.status_code == 403
+        assert response.json()["code"] == "not_authenticated"
