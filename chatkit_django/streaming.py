@@ -206,17 +206,13 @@ class ChatKitEndpointMixin:
             result = await server.process(body, context)
         except NotFoundError as e:
             return error_response(str(e) or "Not found.", "not_found", 404)
-        except APIException as e:
-            # Raised by our stores (attachments) in DRF's shape; answered in the same shape.
-            codes = e.get_codes()
-            code = codes if isinstance(codes, str) else "invalid"
-            return error_response(str(e.detail), code, e.status_code)
         except PermissionDenied as e:
             return error_response(str(e) or "Permission denied.", "permission_denied", 403)
         except NotImplementedError as e:
             return error_response(str(e), "not_implemented", 501)
         except APIException as e:
-            # Errors that carry their own status and code (transcription refusals...).
+            # Errors that carry their own status and code (attachment and transcription
+            # refusals...), answered in the same shape.
             codes = e.get_codes()
             return error_response(
                 str(e.detail), codes if isinstance(codes, str) else "invalid", e.status_code

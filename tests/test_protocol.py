@@ -8,7 +8,7 @@ import httpx
 import pytest
 from asgiref.sync import async_to_sync
 from chatkit.types import ChatKitReq
-from django.test import AsyncClient, Client
+from django.test import AsyncClient, Client, override_settings
 
 from tests.chatkit_client import ENDPOINT, body, read_stream
 from tests.protocol_cases import CASES, Case, Reply
@@ -23,6 +23,9 @@ def test_every_sdk_request_type_has_a_case():
     assert set(CASES) == sdk_request_types()
 
 
+PROTOCOL_SERVER = "tests.testapp.server.ProtocolServer"
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("request_type", sorted(CASES))
 async def test_request_type_through_the_async_client(request_type, auser_factory):
@@ -35,11 +38,13 @@ async def test_request_type_through_the_async_client(request_type, auser_factory
         content = await read_stream(response) if response.streaming else response.content
         return Reply(response.status_code, response["Content-Type"], content)
 
-    await CASES[request_type](Case(send, user))
+    with override_settings(CHATKIT={"SERVER_CLASS": PROTOCOL_SERVER}):
+        await CASES[request_type](Case(send, user))
 
 
 @pytest.mark.live
-def test_every_request_type_over_a_live_server(live_server_url, user_factory):
+def test_every_request_type_over_a_live_server(live_server_factory, user_factory):
+    live_server_url = live_server_factory(env={"CHATKIT_TEST_SERVER_CLASS": PROTOCOL_SERVER})
     user = user_factory()
     client = Client()
     client.force_login(user)

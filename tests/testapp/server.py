@@ -73,6 +73,10 @@ class EchoServer(DjangoChatKitServer):
     ) -> SyncCustomActionResponse:
         return SyncCustomActionResponse(updated_item=sender)
 
+
+class ProtocolServer(EchoServer):
+    """``EchoServer`` with dictation answered offline: "<n> bytes of <media type>"."""
+
     async def transcribe(
         self, audio_input: AudioInput, context: ChatKitContext
     ) -> TranscriptionResult:
