@@ -63,7 +63,7 @@ def test_events_arrive_before_the_responder_finishes(live_server_factory, app, s
     gate = tmp_path / "gate"
     request = body(create_req(f"gate {gate}"))
     with (
-        httpx.Client(base_url=base, cookies=cookies, headers=headers, timeout=10) as http,
+        httpx.Client(base_url=base, cookies=cookies, headers=headers, timeout=60) as http,
         http.stream("POST", ENDPOINT, content=request) as response,
     ):
         assert response.status_code == 200
@@ -86,7 +86,7 @@ def test_client_disconnect_saves_the_partial_message(live_server_factory, app, s
     _, cookies, headers = session
     request = body(create_req(f"gate {tmp_path / 'never-opened'}"))
     with (
-        httpx.Client(base_url=base, cookies=cookies, headers=headers, timeout=10) as http,
+        httpx.Client(base_url=base, cookies=cookies, headers=headers, timeout=60) as http,
         http.stream("POST", ENDPOINT, content=request) as response,
     ):
         seen = read_until(response.iter_raw(), b'"delta":"partial "')
@@ -107,7 +107,7 @@ def test_client_disconnect_saves_the_partial_message(live_server_factory, app, s
 def test_keepalive_comments_while_the_responder_is_silent(live_server_factory, app, session):
     base = live_server_factory(app, env={**SCRIPTED, "CHATKIT_TEST_KEEPALIVE": "0.1"})
     _, cookies, headers = session
-    with httpx.Client(base_url=base, cookies=cookies, headers=headers, timeout=10) as http:
+    with httpx.Client(base_url=base, cookies=cookies, headers=headers, timeout=60) as http:
         response = http.post(ENDPOINT, content=body(create_req("sleep 0.6")))
     raw = response.content
     partial = raw.index(b'"delta":"partial "')
@@ -119,7 +119,7 @@ def test_keepalive_comments_while_the_responder_is_silent(live_server_factory, a
 def test_json_requests_and_errors_over_the_wire(live_server_factory, app, session):
     base = live_server_factory(app)
     _, cookies, headers = session
-    with httpx.Client(base_url=base, cookies=cookies, headers=headers, timeout=10) as http:
+    with httpx.Client(base_url=base, cookies=cookies, headers=headers, timeout=60) as http:
         response = http.post(ENDPOINT, content=b'{"type": "threads.list", "params": {}}')
         assert response.status_code == 200
         assert response.json()["data"] == []
@@ -136,7 +136,7 @@ def test_json_requests_and_errors_over_the_wire(live_server_factory, app, sessio
         response = http.post(ENDPOINT, content=b"x" * (10 * 1024 * 1024 + 1))
         assert response.status_code == 413
         assert response.json()["code"] == "request_too_large"
-    with httpx.Client(base_url=base, timeout=10) as http:
+    with httpx.Client(base_url=base, timeout=60) as http:
         response = http.post(ENDPOINT, content=b'{"type": "threads.list", "params": {}}')
         assert response.status_code == 403
         assert response.json()["code"] == "not_authenticated"

@@ -53,7 +53,7 @@ def test_every_request_type_over_a_live_server(live_server_factory, user_factory
 
     async def run_all():
         async with httpx.AsyncClient(
-            base_url=live_server_url, cookies=cookies, headers=headers, timeout=10
+            base_url=live_server_url, cookies=cookies, headers=headers, timeout=60
         ) as http:
 
             async def send(request):
