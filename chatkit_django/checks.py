@@ -64,6 +64,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                 )
             )
     errors.extend(_check_server_class(imported, "SERVER_CLASS" in imported))
+    errors.extend(_check_entity_sources(imported.get("ENTITY_SOURCES")))
     for key in POSITIVE_NUMBERS:
         value = user.get(key, DEFAULTS[key])
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -91,6 +92,33 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                 f"CHATKIT['STORAGE_ALIAS'] is {alias!r}, which is not a key of STORAGES.",
                 hint=f"Add STORAGES[{alias!r}] or use one of: {', '.join(settings.STORAGES)}.",
                 id="chatkit_django.E007",
+            )
+        )
+    return errors
+
+
+def _check_entity_sources(sources: Any) -> list[Error]:
+    """Every ``ENTITY_SOURCES`` entry is an ``EntitySource`` with a unique, usable name."""
+    from chatkit_django.entities import EntitySource
+
+    errors: list[Error] = []
+    names: set[str] = set()
+    for source in sources or []:
+        if not (isinstance(source, type) and issubclass(source, EntitySource)):
+            problem = "is not a subclass of chatkit_django.entities.EntitySource"
+        elif not isinstance(source.name, str) or not source.name or ":" in source.name:
+            problem = f"has name {source.name!r}; it needs a non-empty name without ':'"
+        elif source.name in names:
+            problem = f"has the name {source.name!r} of another source"
+        else:
+            names.add(source.name)
+            continue
+        errors.append(
+            Error(
+                f"CHATKIT['ENTITY_SOURCES'] entry {source!r} {problem}.",
+                hint="Subclass EntitySource and give each source its own name; see "
+                "docs/guides/accept-rich-user-input.md.",
+                id="chatkit_django.E020",
             )
         )
     return errors

@@ -183,3 +183,29 @@ def test_every_check_id_is_documented_and_tested() -> None:
     assert sorted(documented) == sorted(check_ids_in_source())
     tested = set(re.findall(r"def test_([ew]\d{3})_", Path(__file__).read_text()))
     assert {f"chatkit_django.{t.upper()}" for t in tested} == set(check_ids_in_source())
+
+
+@pytest.mark.parametrize(
+    "sources",
+    [
+        ["tests.testapp.server.EchoServer"],
+        ["chatkit_django.entities.EntitySource"],
+        ["tests.testapp.entities.NoteSource", "tests.testapp.entities.NoteSource"],
+    ],
+)
+def test_e020_bad_entity_sources(sources: list[str]) -> None:
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "ENTITY_SOURCES": sources}):
+        assert ids(run_all()) == ["chatkit_django.E020"]
+
+
+def test_e020_silent_for_good_sources() -> None:
+    with override_settings(
+        CHATKIT={
+            "SERVER_CLASS": ECHO,
+            "ENTITY_SOURCES": [
+                "tests.testapp.entities.NoteSource",
+                "tests.testapp.entities.PublicNoteSource",
+            ],
+        }
+    ):
+        assert run_all() == []
