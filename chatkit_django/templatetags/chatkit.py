@@ -1,0 +1,104 @@
+"""``{% load chatkit %}{% chatkit_widget %}``: ChatKit.js on any Django page, wired to our routes.
+
+The tag renders an ``<openai-chatkit>`` element, the ChatKit.js script from its CDN and a
+small script that calls ``setOptions()`` with the endpoint URL, a ``fetch`` that sends the
+CSRF token (the session is the credential), the upload strategy and, when the project serves
+them, the @-mention search and preview callbacks. ChatKit.js options from the template
+context are merged over those defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+from django.middleware.csrf import get_token
+from django.urls import NoReverseMatch, reverse
+
+register = template.Library()
+
+CHATKIT_JS_URL = "https://cdn.platform.openai.com/deployments/chatkit/chatkit.js"
+UPLOAD_STRATEGIES = ("direct", "two_phase", None)
+
+
+def reverse_or_none(name: str) -> str | None:
+    """The URL of a route another part of the app may add, or ``None`` while it is absent."""
+    try:
+        return reverse(name)
+    except NoReverseMatch:
+        return None
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``, recursively for nested dicts."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@register.inclusion_tag("chatkit_django/widget.html", takes_context=True)
+def chatkit_widget(
+    context: template.Context,
+    options: dict[str, Any] | None = None,
+    *,
+    element_id: str = "chatkit",
+    upload_strategy: str | None = "direct",
+    domain_key: str = "local-dev",
+    endpoint: str = "chatkit:endpoint",
+    style: str = "display:block;height:640px;width:100%",
+    script_url: str = CHATKIT_JS_URL,
+) -> dict[str, Any]:
+    """Embed ChatKit.js pointed at this app's endpoint.
+
+    Args:
+        options: ChatKit.js options (JSON-serialisable) merged over the defaults, e.g.
+            ``{"history": {"enabled": False}, "theme": {"colorScheme": "dark"}}``. Listen for
+            the ``chatkit-django:options`` event on the element to add JavaScript callbacks.
+        element_id: ``id`` of the ``<openai-chatkit>`` element.
+        upload_strategy: ``"direct"`` (POST to ``chatkit:upload``), ``"two_phase"``
+            (``attachments.create`` then an upload URL) or ``None`` (no attachments).
+        domain_key: ChatKit.js ``api.domainKey``; register your domain with OpenAI in
+            production.
+        endpoint: URL name (or path) of the ChatKit endpoint.
+        style: inline style of the element; ChatKit.js needs a height.
+        script_url: where ChatKit.js is loaded from.
+    """
+    if upload_strategy not in UPLOAD_STRATEGIES:
+        raise template.TemplateSyntaxError(
+            f"chatkit_widget upload_strategy must be 'direct', 'two_phase' or None, "
+            f"not {upload_strategy!r}."
+        )
+    request = context.get("request")
+    if request is None:
+        raise template.TemplateSyntaxError(
+            "chatkit_widget needs 'request' in the template context: add "
+            "'django.template.context_processors.request' to your context processors."
+        )
+    endpoint_url = reverse_or_none(endpoint) or endpoint
+    api: dict[str, Any] = {"url": endpoint_url, "domainKey": domain_key}
+    defaults: dict[str, Any] = {"api": api, "history": {"enabled": True}}
+    defaults["threadItemActions"] = {"feedback": True, "retry": True}
+    upload_url = reverse_or_none("chatkit:upload")
+    if upload_strategy == "direct" and upload_url:
+        api["uploadStrategy"] = {"type": "direct", "uploadUrl": upload_url}
+    elif upload_strategy == "two_phase":
+        api["uploadStrategy"] = {"type": "two_phase"}
+    if "uploadStrategy" in api:
+        defaults["composer"] = {"attachments": {"enabled": True}}
+    return {
+        "element_id": element_id,
+        "config_id": f"{element_id}-config",
+        "style": style,
+        "script_url": script_url,
+        "config": {
+            "elementId": element_id,
+            "csrfToken": get_token(request),
+            "entitySearchUrl": reverse_or_none("chatkit:entity-search"),
+            "entityPreviewUrl": reverse_or_none("chatkit:entity-preview"),
+            "options": merge(defaults, options or {}),
+        },
+    }
