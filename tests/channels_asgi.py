@@ -13,6 +13,7 @@ from django.urls import path, re_path
 
 from chatkit_django.consumers import ChatKitConsumer
 
+# --8<-- [start:router]
 application = ProtocolTypeRouter(
     {
         "http": URLRouter(
@@ -23,3 +24,4 @@ application = ProtocolTypeRouter(
         )
     }
 )
+# --8<-- [end:router]

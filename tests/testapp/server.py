@@ -28,6 +28,7 @@ from chatkit_django.server import DjangoChatKitServer
 from chatkit_django.store import item_preview
 
 
+# --8<-- [start:echo-server]
 class EchoServer(DjangoChatKitServer):
     """Answers every message with "echo: <its text>"."""
 
@@ -48,6 +49,7 @@ class EchoServer(DjangoChatKitServer):
             )
         )
 
+    # --8<-- [end:echo-server]
     async def action(
         self,
         thread: ThreadMetadata,
