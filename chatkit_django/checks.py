@@ -94,6 +94,41 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                 id="chatkit_django.E007",
             )
         )
+    else:
+        errors.extend(_check_attachment_urls(user))
+    return errors
+
+
+def _check_attachment_urls(user: dict[str, Any]) -> list[Error | Warning]:
+    from urllib.parse import urlsplit
+
+    from chatkit_django.attachments import can_presign, get_attachment_storage
+
+    errors: list[Error | Warning] = []
+    base_url = user.get("BASE_URL")
+    if base_url is not None and not (
+        isinstance(base_url, str)
+        and urlsplit(base_url).scheme in ("http", "https")
+        and urlsplit(base_url).netloc
+    ):
+        errors.append(
+            Error(
+                "CHATKIT['BASE_URL'] should be an absolute http(s) URL such as "
+                f"'https://chat.example.com', not {base_url!r}.",
+                hint="Or set it to None to build attachment URLs from each request.",
+                id="chatkit_django.E009",
+            )
+        )
+    if user.get("PRESIGNED_UPLOADS") and not can_presign(get_attachment_storage()):
+        errors.append(
+            Warning(
+                "CHATKIT['PRESIGNED_UPLOADS'] is on, but the attachment storage is not "
+                "django-storages' S3Storage with signed URLs: uploads go through the app.",
+                hint="Use storages.backends.s3.S3Storage (querystring_auth=True, no "
+                "custom_domain) for attachments, or set PRESIGNED_UPLOADS to False.",
+                id="chatkit_django.W004",
+            )
+        )
     return errors
 
 

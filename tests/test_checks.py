@@ -124,6 +124,39 @@ def test_e007_unknown_storage_alias() -> None:
     assert message.hint == "Add STORAGES['uploads'] or use one of: default, staticfiles."
 
 
+@pytest.mark.parametrize("value", ["chat.example.com", "/chat", "ftp://example.com", 3])
+def test_e009_base_url_not_absolute(value: Any) -> None:
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "BASE_URL": value}):
+        message = only(run_all())
+    assert message.id == "chatkit_django.E009"
+    assert f"not {value!r}." in message.msg
+
+
+def test_e009_accepts_absolute_urls() -> None:
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "BASE_URL": "https://a.example/"}):
+        assert run_all() == []
+
+
+@override_settings(CHATKIT={"SERVER_CLASS": ECHO, "PRESIGNED_UPLOADS": True})
+def test_w004_presigned_uploads_without_s3() -> None:
+    message = only(run_all())
+    assert message.id == "chatkit_django.W004"
+    assert isinstance(message, checks.Warning)
+    assert "not django-storages' S3Storage" in message.msg
+
+
+def test_w004_silent_with_s3(settings: Any) -> None:
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "chatkit": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {"bucket_name": "b", "access_key": "k", "secret_key": "s"},
+        },
+    }
+    settings.CHATKIT = {"SERVER_CLASS": ECHO, "PRESIGNED_UPLOADS": True}
+    assert run_all() == []
+
+
 @override_settings(ASGI_APPLICATION=None)
 def test_w001_not_asgi() -> None:
     message = only(run_all())
