@@ -274,3 +274,17 @@ def test_base_url_setting_makes_preview_urls(client, user_factory, attachment_st
     assert body["preview_url"].startswith(
         f"https://chat.example.com/chatkit/attachments/{body['id']}/content/?sig="
     )
+
+
+def test_query_counts_do_not_depend_on_the_file(
+    client, user_factory, attachment_storage, django_assert_num_queries
+):
+    client.force_login(user_factory())
+    # Session, user, INSERT; whatever the file's size.
+    for data in (PNG, PNG * 50):
+        with django_assert_num_queries(3):
+            attachment_id = upload(client, data=data).json()["id"]
+    # Session, user, the attachment.
+    with django_assert_num_queries(3):
+        response = client.get(reverse("chatkit:attachment-content", args=[attachment_id]))
+    response.close()
