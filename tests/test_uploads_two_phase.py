@@ -385,7 +385,9 @@ def test_presigned_upload_of_bad_bytes_is_refused_and_deleted(
     assert Attachment.objects.get().uploaded_at is None
 
 
-def test_upload_target_query_count(client, user_factory, attachment_storage, django_assert_num_queries):
+def test_upload_target_query_count(
+    client, user_factory, attachment_storage, django_assert_num_queries
+):
     created = create_attachment(user_factory(), "cat.png", len(PNG), "image/png")
     # Spend the token (UPDATE), read the row, record the upload (UPDATE).
     with django_assert_num_queries(3):
