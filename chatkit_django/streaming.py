@@ -208,12 +208,6 @@ class ChatKitEndpointMixin:
             return error_response(str(e) or "Not found.", "not_found", 404)
         except PermissionDenied as e:
             return error_response(str(e) or "Permission denied.", "permission_denied", 403)
-        except APIException as e:
-            # DjangoAttachmentStore refuses a declared type or size with DRF errors (413, 415).
-            code = e.get_codes()
-            return error_response(
-                str(e.detail), code if isinstance(code, str) else "invalid", e.status_code
-            )
         except NotImplementedError as e:
             return error_response(str(e), "not_implemented", 501)
         except APIException as e:
