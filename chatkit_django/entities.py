@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from chatkit.widgets import WidgetRoot, WidgetTemplate
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied, ValidationError
 from django.core.signals import setting_changed
 from django.db import models
 from django.http import HttpRequest, JsonResponse
@@ -29,6 +29,7 @@ from django.views import View
 
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.exceptions import error_response
+from chatkit_django.streaming import AuthenticationError, ChatKitEndpointMixin
 
 # The default preview: a Basic root with the entity's title and its summary. Built with the
 # SDK's WidgetTemplate (named widget classes are deprecated in favour of templates).
@@ -184,26 +185,40 @@ async def resolve_entity(entity_id: str, user: Any) -> tuple[EntitySource, model
     return None if obj is None else (source, obj)
 
 
-class EntityView(View):
-    """Shared parts of the two entity views: the acting user and JSON errors."""
+class EntityView(ChatKitEndpointMixin, View):
+    """Shared parts of the two entity views: the endpoint's authentication, JSON errors.
+
+    The user is found exactly as the ChatKit endpoint finds it (``AUTHENTICATION_CLASSES``,
+    then the session; anonymous only with ``ALLOW_ANONYMOUS``, in which case sources get an
+    ``AnonymousUser``).
+    """
 
     http_method_names = ["get"]
 
     async def get_user(self, request: HttpRequest) -> Any:
-        """The user whose entities are searched. Override for token authentication."""
-        return await request.auser()
+        """The user whose entities are searched; raises ``AuthenticationError`` if none."""
+        await self.authenticate(request)
+        return request.user
 
-    async def get_authenticated_user(self, request: HttpRequest) -> Any:
-        user = await self.get_user(request)
-        if user is None or not (user.is_authenticated or chatkit_settings.ALLOW_ANONYMOUS):
-            return None
-        return user
-
-    @staticmethod
-    def not_authenticated() -> JsonResponse:
-        return error_response(
-            _("Authentication credentials were not provided."), "not_authenticated", 403
-        )
+    async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        if request.method != "GET":
+            response = error_response(
+                _('Method "%(method)s" not allowed.') % {"method": request.method},
+                "method_not_allowed",
+                405,
+            )
+            response["Allow"] = "GET"
+            return response
+        try:
+            user = await self.get_user(request)
+        except AuthenticationError as e:
+            response = error_response(e.detail, e.code, 401 if e.www_authenticate else 403)
+            if e.www_authenticate:
+                response["WWW-Authenticate"] = e.www_authenticate
+            return response
+        except PermissionDenied as e:
+            return error_response(str(e), "permission_denied", 403)
+        return await self.get(request, user)
 
 
 class EntitySearchView(EntityView):
@@ -216,10 +231,7 @@ class EntitySearchView(EntityView):
     def get_limit(self) -> int:
         return chatkit_settings.ENTITY_SEARCH_LIMIT
 
-    async def get(self, request: HttpRequest) -> JsonResponse:
-        user = await self.get_authenticated_user(request)
-        if user is None:
-            return self.not_authenticated()
+    async def get(self, request: HttpRequest, user: Any) -> JsonResponse:
         query = request.GET.get("q", "").strip()
         if len(query) > MAX_QUERY_CHARS:
             return error_response(
@@ -253,10 +265,7 @@ class EntityPreviewView(EntityView):
     An entity the user may not see answers 404, exactly like one that does not exist.
     """
 
-    async def get(self, request: HttpRequest) -> JsonResponse:
-        user = await self.get_authenticated_user(request)
-        if user is None:
-            return self.not_authenticated()
+    async def get(self, request: HttpRequest, user: Any) -> JsonResponse:
         entity_id = request.GET.get("id", "")
         if not entity_id:
             return error_response(_("Pass the entity id as ?id=."), "missing_id", 400)

@@ -104,3 +104,37 @@ async def test_generated_image_is_stored_not_inlined(
     assert images == [
         {"type": "input_image", "detail": "auto", "image_url": f"data:image/png;base64,{B64}"}
     ]
+
+
+async def test_generated_image_through_the_endpoint_is_served_to_its_owner_only(
+    fake_openai: FakeOpenAI, auser_factory: Any, attachment_storage: Any
+) -> None:
+    import json
+
+    from django.test import AsyncClient
+
+    from tests.chatkit_client import parse_sse, post, read_stream
+
+    owner, other = AsyncClient(), AsyncClient()
+    await owner.aforce_login(await auser_factory())
+    await other.aforce_login(await auser_factory())
+    fake_openai.turns.append(ScriptedTurn(text="Here.", image_b64=B64))
+
+    response = await post(
+        owner, json.dumps({"type": "threads.create", "params": {"input": user_input("draw")}})
+    )
+    (image_item,) = done_items(parse_sse(await read_stream(response)), "generated_image")
+    path = image_item["image"]["url"].removeprefix("http://testserver")
+
+    assert (await other.get(path)).status_code == 404
+    served = await owner.get(path)
+    if served.status_code == 302:  # S3: a presigned redirect
+        import httpx
+
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(served["Location"])).content == PNG
+    else:
+        assert served.status_code == 200
+        body = b"".join(served.streaming_content)  # the content view is a sync DRF view
+        served.close()
+        assert body == PNG

@@ -189,3 +189,61 @@ def test_bad_sources_are_refused(settings: Any, sources: list[str], message: str
 
     with pytest.raises(ImproperlyConfigured, match=message):
         get_entity_sources()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_entity_views_share_the_endpoints_authentication(
+    auser_factory: Any, settings: Any
+) -> None:
+    from django.test import AsyncClient
+    from rest_framework.authtoken.models import Token
+
+    settings.CHATKIT = {
+        **settings.CHATKIT,
+        "AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+    }
+    user = await auser_factory()
+    await Note.objects.acreate(owner=user, title="by token")
+    token = await Token.objects.acreate(user=user)
+    client = AsyncClient()
+
+    ok = await client.get(
+        reverse("chatkit:entity-search"), headers={"Authorization": f"Token {token.key}"}
+    )
+    wrong = await client.get(
+        reverse("chatkit:entity-search"), headers={"Authorization": "Token nope"}
+    )
+
+    assert [e["title"] for e in ok.json()["data"]] == ["by token"]
+    assert (wrong.status_code, wrong.json()["code"], wrong["WWW-Authenticate"]) == (
+        401,
+        "authentication_failed",
+        "Token",
+    )
+
+
+def test_anonymous_search_with_allow_anonymous_gets_public_sources(
+    client: Any, alice: Any, settings: Any
+) -> None:
+    settings.CHATKIT = {
+        **settings.CHATKIT,
+        "ALLOW_ANONYMOUS": True,
+        "ENTITY_SOURCES": ["tests.testapp.entities.PublicNoteSource"],
+    }
+    Note.objects.create(owner=alice, title="public note")
+
+    response = search(client)
+
+    assert [e["title"] for e in response.json()["data"]] == ["public note"]
+
+
+def test_other_methods_get_405_json(client: Any, alice: Any) -> None:
+    client.force_login(alice)
+
+    response = client.post(reverse("chatkit:entity-preview"))
+
+    assert (response.status_code, response.json()["code"], response["Allow"]) == (
+        405,
+        "method_not_allowed",
+        "GET",
+    )

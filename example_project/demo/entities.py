@@ -17,6 +17,8 @@ class ArticleSource(EntitySource):
     icon = "document"
 
     def get_queryset(self, user: Any) -> models.QuerySet[Article]:
+        if not user.is_authenticated:  # with CHATKIT['ALLOW_ANONYMOUS']
+            return Article.objects.filter(published=True)
         return Article.objects.filter(models.Q(published=True) | models.Q(author=user))
 
     def get_data(self, obj: Article) -> dict[str, str]:
