@@ -8,10 +8,10 @@ response: JSON for non-streaming requests, an SSE ``StreamingHttpResponse`` for 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import inspect
 import logging
 from collections.abc import AsyncIterator, Sequence
+from importlib import import_module
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -29,6 +29,9 @@ from chatkit.types import (
     ThreadsCustomActionReq,
     is_streaming_req,
 )
+from django.apps import apps
+from django.conf import settings
+from django.contrib.auth import aget_user
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.core.signals import got_request_exception
@@ -155,11 +158,24 @@ class ChatKitEndpointMixin:
         return None
 
     async def get_session_user(self, request: HttpRequest) -> Any:
-        """The user of Django's session (``AuthenticationMiddleware``), if any."""
+        """The user of Django's session, if any.
+
+        With ``AuthenticationMiddleware`` that is ``request.auser()``. Without it (a project
+        that keeps sync middleware off the endpoint's path, see Deploy streaming) the session
+        is read here, with the async session and auth APIs.
+        """
         auser = getattr(request, "auser", None)
         if auser is not None:
             return await auser()
-        return getattr(request, "user", None)
+        if hasattr(request, "user"):
+            return request.user
+        session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+        if not session_key or not apps.is_installed("django.contrib.sessions"):
+            return None
+        if not hasattr(request, "session"):
+            engine = import_module(settings.SESSION_ENGINE)
+            request.session = engine.SessionStore(session_key)
+        return await aget_user(request)
 
     def enforce_csrf(self, request: HttpRequest) -> None:
         """Cookie-authenticated requests must carry the CSRF token (``X-CSRFToken``)."""
@@ -308,66 +324,60 @@ def invalid_request_response(error: ValidationError) -> HttpResponse:
 _DONE = object()
 
 
-async def _next(iterator: AsyncIterator[bytes]) -> Any:
+async def _produce(result: StreamingResult, queue: asyncio.Queue[Any]) -> None:
+    """Run the SDK's stream to its end, queueing its chunks, then ``_DONE`` or the error."""
     try:
-        return await iterator.__anext__()
-    except StopAsyncIteration:
-        return _DONE
+        async for chunk in result:
+            queue.put_nowait(chunk)
+    except Exception as e:  # noqa: BLE001 - the reader logs it and ends the stream cleanly
+        queue.put_nowait(e)
+    else:
+        queue.put_nowait(_DONE)
 
 
 async def sse_events(result: StreamingResult, keepalive: float) -> AsyncIterator[bytes]:
     """The SDK's SSE bytes, with a keep-alive comment after ``keepalive`` seconds of silence.
 
-    Each step of the SDK's generator runs as a task so that waiting for it can time out
-    without cancelling it; all steps share one ``contextvars.Context`` because the SDK sets
-    and resets context variables across steps. When the client goes away, the ASGI server
-    cancels us (or closes us between two events) and we cancel the SDK's pending step, which
-    runs its ``handle_stream_cancelled``: the partial message is saved before we return.
+    The SDK's generator runs in a task of its own, so waiting for its next event can time
+    out without disturbing it. Its queue is unbounded on purpose: the task then only ever
+    waits inside the SDK's generator, which is where a cancellation must land. When the
+    client goes away, the ASGI server cancels (or closes) us and we cancel that task: the
+    SDK's ``handle_stream_cancelled`` saves the partial message before we return. Events
+    already queued go out in one write.
     """
-    iterator = aiter(result)
-    context = contextvars.copy_context()
-    step: asyncio.Task[Any] | None = None
-    finished = False
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    producer = asyncio.create_task(_produce(result, queue))
     try:
         while True:
-            step = asyncio.create_task(_next(iterator), context=context)
-            while True:
-                done, _ = await asyncio.wait({step}, timeout=keepalive)
-                if done:
+            if queue.empty():
+                try:
+                    async with asyncio.timeout(keepalive):
+                        item = await queue.get()
+                except TimeoutError:
+                    yield SSE_KEEPALIVE
+                    continue
+            else:
+                item = queue.get_nowait()
+            chunks: list[bytes] = []
+            while isinstance(item, bytes):
+                chunks.append(item)
+                if queue.empty():
                     break
-                yield SSE_KEEPALIVE
-            try:
-                chunk = step.result()
-            except Exception:
-                finished = True
+                item = queue.get_nowait()
+            if chunks:
+                yield b"".join(chunks)
+            if item is _DONE:
+                return
+            if isinstance(item, Exception):
                 # Raised outside the SDK's own error handling (a row vanished mid-way, say):
                 # end the stream with the SDK's error event rather than a broken connection.
-                logger.exception("ChatKit stream failed")
+                logger.error("ChatKit stream failed", exc_info=item)
                 event = ErrorEvent(code=ErrorCode.STREAM_ERROR, allow_retry=False)
                 payload = event.model_dump_json(by_alias=True, exclude_none=True).encode()
                 yield b"data: " + payload + b"\n\n"
                 return
-            step = None
-            if chunk is _DONE:
-                finished = True
-                return
-            yield chunk
     finally:
-        if not finished:
-            await _cancel_step(step, iterator, context)
-
-
-async def _cancel_step(
-    step: asyncio.Task[Any] | None, iterator: AsyncIterator[bytes], context: contextvars.Context
-) -> None:
-    if step is None:
-        # Closed between two events: the SDK's generator sits at a yield, where a
-        # cancellation cannot reach its handler. Start the next step and cancel it once it
-        # waits on something (the responder, the database).
-        step = asyncio.create_task(_next(iterator), context=context)
-        await asyncio.sleep(0)
-    if not step.done():
-        step.cancel()
-    await asyncio.wait({step})
-    if not step.cancelled() and step.exception() is None and step.result() is not _DONE:
-        await iterator.aclose()  # type: ignore[attr-defined]
+        if not producer.done():
+            producer.cancel()
+            # Let the SDK finish its cancellation handling before we go.
+            await asyncio.wait({producer})

@@ -9,6 +9,7 @@ from django.urls import path
 from rest_framework.authtoken.models import Token
 
 from chatkit_django.context import ChatKitContext
+from chatkit_django.models import Thread
 from chatkit_django.views import ChatKitView
 from tests.chatkit_client import create_req, parse_sse, post, read_stream
 
@@ -107,3 +108,24 @@ async def test_streams_are_never_gzipped(auser_factory):
     # JSON answers are left to the project's middleware: compressed when big enough.
     response = await post(client, LIST, headers={"Accept-Encoding": "gzip"})
     assert response.status_code == 200
+
+
+@override_settings(MIDDLEWARE=[])
+async def test_session_works_without_any_middleware(auser_factory):
+    # The endpoint reads the session itself when no middleware put a user on the request;
+    # CSRF is still enforced for it.
+    user = await auser_factory()
+    client = AsyncClient(enforce_csrf_checks=True)
+    await client.aforce_login(user)
+    response = await post(client, LIST)
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["detail"]
+    client.cookies["csrftoken"] = "d" * 32
+    response = await post(client, create_req("bare"), headers={"X-CSRFToken": "d" * 32})
+    events = parse_sse(await read_stream(response))
+    assert events[-1]["item"]["content"][0]["text"] == "echo: bare"
+    assert await Thread.objects.filter(owner=user).acount() == 1
+    client.cookies["sessionid"] = "not-a-session"
+    response = await post(client, LIST, headers={"X-CSRFToken": "d" * 32})
+    assert response.status_code == 403
+    assert response.json()["code"] == "not_authenticated"

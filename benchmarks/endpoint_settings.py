@@ -1,0 +1,42 @@
+"""Settings shared by both benchmark apps (Django endpoint and the FastAPI baseline).
+
+Only what the endpoint needs: no middleware at all, so no request pays the thread hops of
+sync-only middleware; the endpoint reads the session cookie itself with the async APIs.
+"""
+
+import os
+
+SECRET_KEY = "bench"
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1"]
+USE_TZ = True
+ROOT_URLCONF = "benchmarks.endpoint_urls"
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "rest_framework",
+    "chatkit_django",
+]
+MIDDLEWARE: list[str] = []
+if os.environ.get("BENCH_DB") == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("BENCH_PG_NAME", "chatkit_bench_endpoint"),
+            "USER": "postgres",
+            "HOST": "127.0.0.1",
+        }
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.path.join(os.environ.get("BENCH_DIR", "/tmp"), "bench.sqlite3"),
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30},
+        }
+    }
+STORAGES = {"default": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CHATKIT = {"SERVER_CLASS": "benchmarks.endpoint_server.BenchServer"}
+LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "ERROR"}}

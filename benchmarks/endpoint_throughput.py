@@ -1,0 +1,230 @@
+"""The ChatKit endpoint against a bare FastAPI app running the same SDK server.
+
+Both apps run under uvicorn (one worker each) on 127.0.0.1, share the database, the
+``DjangoStore``, the responder (``BENCH_DELTAS`` deltas per answer) and the way the user is
+found (the session cookie). The same load goes to each, alternately, ``--rounds`` times:
+
+- ``--streams`` ``threads.create`` streams, ``--concurrency`` at a time; time to first event
+  (first ``data:`` line) and the time to read the whole stream;
+- ``--lists`` ``threads.list`` requests, ``--concurrency`` at a time.
+
+It prints requests/s, time-to-first-event p50/p99 and total time for both, and the ratios
+(Django / FastAPI; the targets are throughput >= 0.9x and TTFE p99 <= 1.1x). No thresholds
+are asserted: read the numbers.
+
+    .venv/bin/python benchmarks/endpoint_throughput.py                  # SQLite
+    BENCH_DB=postgres .venv/bin/python benchmarks/endpoint_throughput.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+APPS = {
+    "django": "benchmarks.endpoint_asgi:application",
+    "fastapi": "benchmarks.endpoint_fastapi:app",
+}
+CREATE = (
+    b'{"type":"threads.create","params":{"input":{"content":[{"type":"input_text",'
+    b'"text":"bench"}],"attachments":[],"inference_options":{}}}}'
+)
+LIST = b'{"type":"threads.list","params":{"limit":20}}'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve(app: str, env: dict[str, str]):
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{app} did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def setup_database(env: dict[str, str]) -> str:
+    """Migrate, create the user and a session; return the session key."""
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        name = connection.settings_dict["NAME"]
+        with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            c.execute(f'CREATE DATABASE "{name}"')
+    call_command("migrate", verbosity=0)
+    user = get_user_model().objects.create_user("bench", password="bench")
+    client = Client()
+    client.force_login(user)
+    key = client.cookies["sessionid"].value
+    connection.close()
+    return key
+
+
+async def one_stream(http: httpx.AsyncClient) -> tuple[float, float]:
+    start = time.perf_counter()
+    first = None
+    async with http.stream("POST", "/chatkit/", content=CREATE) as response:
+        assert response.status_code == 200, response.status_code
+        async for chunk in response.aiter_raw():
+            if first is None and b"data:" in chunk:
+                first = time.perf_counter() - start
+    assert first is not None
+    return first, time.perf_counter() - start
+
+
+async def one_list(http: httpx.AsyncClient) -> float:
+    start = time.perf_counter()
+    response = await http.post("/chatkit/", content=LIST)
+    assert response.status_code == 200, response.status_code
+    return time.perf_counter() - start
+
+
+async def run_load(base: str, session: str, args: argparse.Namespace) -> dict[str, Any]:
+    limits = httpx.Limits(
+        max_connections=args.concurrency, max_keepalive_connections=args.concurrency
+    )
+    gate = asyncio.Semaphore(args.concurrency)
+    async with httpx.AsyncClient(
+        base_url=base,
+        cookies={"sessionid": session, "csrftoken": "x" * 32},
+        headers={"X-CSRFToken": "x" * 32, "Content-Type": "application/json"},
+        limits=limits,
+        timeout=120,
+    ) as http:
+        await asyncio.gather(*(one_stream(http) for _ in range(min(10, args.streams))))  # warm-up
+
+        async def gated(coro_factory):
+            async with gate:
+                return await coro_factory(http)
+
+        start = time.perf_counter()
+        streams = await asyncio.gather(*(gated(one_stream) for _ in range(args.streams)))
+        stream_time = time.perf_counter() - start
+        start = time.perf_counter()
+        lists = await asyncio.gather(*(gated(one_list) for _ in range(args.lists)))
+        list_time = time.perf_counter() - start
+    return {
+        "ttfe": [s[0] for s in streams],
+        "stream_total": stream_time,
+        "list_latency": lists,
+        "list_total": list_time,
+    }
+
+
+def pct(values: list[float], q: float) -> float:
+    return (
+        statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+        if len(values) > 1
+        else values[0]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument("--lists", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--deltas", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+
+    workdir = tempfile.mkdtemp(prefix="chatkit-bench-")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "benchmarks.endpoint_settings",
+        "BENCH_DIR": workdir,
+        "BENCH_DELTAS": str(args.deltas),
+        "PYTHONDEVMODE": "0",
+    }
+    session = setup_database(env)
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in APPS}
+    with ExitStack() as stack:
+        bases = {name: stack.enter_context(serve(app, env)) for name, app in APPS.items()}
+        for _ in range(args.rounds):
+            for name in APPS:  # alternate, so drift hits both
+                results[name].append(asyncio.run(run_load(bases[name], session, args)))
+
+    def summary(runs: list[dict[str, Any]]) -> dict[str, float]:
+        ttfe = [t for r in runs for t in r["ttfe"]]
+        stream_total = sum(r["stream_total"] for r in runs)
+        list_total = sum(r["list_total"] for r in runs)
+        return {
+            "streams/s": args.streams * len(runs) / stream_total,
+            "lists/s": args.lists * len(runs) / list_total,
+            "TTFE p50 ms": pct(ttfe, 50) * 1000,
+            "TTFE p99 ms": pct(ttfe, 99) * 1000,
+            "stream phase s": stream_total / len(runs),
+            "list phase s": list_total / len(runs),
+        }
+
+    django_s, fastapi_s = summary(results["django"]), summary(results["fastapi"])
+    db = os.environ.get("BENCH_DB", "sqlite")
+    print(
+        f"{args.streams} streams x {args.deltas} deltas + {args.lists} threads.list, "
+        f"concurrency {args.concurrency}, {args.rounds} rounds, {db}, uvicorn 1 worker each"
+    )
+    print(f"{'':18}{'django':>12}{'fastapi':>12}{'ratio':>10}")
+    for key in django_s:
+        ratio = django_s[key] / fastapi_s[key]
+        print(f"{key:18}{django_s[key]:12.2f}{fastapi_s[key]:12.2f}{ratio:9.2f}x")
+
+
+if __name__ == "__main__":
+    main()
