@@ -1,14 +1,15 @@
-"""Uploads are streamed: the server's memory does not grow with the file size.
+"""Uploads and downloads are streamed: the server's memory does not grow with the file size.
 
 Starts a real ASGI server (uvicorn, one process) on loopback for each measurement, warms it
-up with two small uploads, then sends one file and reads the server's peak resident memory
-(``VmHWM`` in ``/proc/<pid>/status``) before and after. Two paths are measured:
+up with two small requests, then sends (or fetches) one file and reads the server's peak
+resident memory (``VmHWM`` in ``/proc/<pid>/status``) before and after. Three paths:
 
 - ``direct``: multipart POST to ``chatkit:upload`` (Django's upload handlers, temporary file);
-- ``put``: raw PUT body to ``chatkit:upload-target`` (two-phase; copied chunk by chunk).
+- ``put``: raw PUT body to ``chatkit:upload-target`` (two-phase; copied chunk by chunk);
+- ``get``: the same file back from ``chatkit:attachment-content`` (streamed response).
 
-Each at ``--sizes`` megabytes (default 1, 50 and 200). The 1 MB upload is the baseline: the
-ratio column is a file's peak growth over the baseline's, and stays near 1 when memory is
+Each at ``--sizes`` megabytes (default 1, 50 and 200). The 1 MB file is the baseline: the
+ratio column is a file's peak growth over the baseline's on the same path, and stays near 1 when memory is
 flat. Throughput is compared with a plain ``shutil.copyfile`` of the same file on the same
 disk, measured in this run. No thresholds: read the numbers (the issue's target is under
 32 MB of growth for a 200 MB upload).
@@ -183,6 +184,13 @@ def run(workdir: Path, sizes: list[float]) -> None:
         )
         assert response.status_code == 200, response.text
 
+    def get(client: httpx.Client, base: str, path: Path) -> None:
+        attachment_id = stored_attachment(user, path)
+        with client.stream("GET", f"{base}/chatkit/attachments/{attachment_id}/content/") as r:
+            assert r.status_code == 200, r.read()
+            received = sum(len(chunk) for chunk in r.iter_bytes())
+        assert received == path.stat().st_size
+
     small = workdir / "small.txt"
     make_file(small, 0.01)
     results: list[tuple[str, float, float, float, float]] = []
@@ -194,7 +202,7 @@ def run(workdir: Path, sizes: list[float]) -> None:
         shutil.copyfile(path, workdir / "copy.txt")
         copy_rates[megabytes] = megabytes / (time.perf_counter() - start)
         (workdir / "copy.txt").unlink()
-        for name, send in (("direct", direct), ("put", put)):
+        for name, send in (("direct", direct), ("put", put), ("get", get)):
             server = Server(env)
             try:
                 with httpx.Client(cookies=cookies, timeout=None) as client:
@@ -212,7 +220,7 @@ def run(workdir: Path, sizes: list[float]) -> None:
         shutil.rmtree(workdir / "media", ignore_errors=True)
 
     baseline = {name: growth for name, mb, growth, _, _ in results if mb == sizes[0]}
-    print(f"Upload through uvicorn, {len(sizes)} sizes; baseline = the {sizes[0]:g} MB upload.")
+    print(f"Through uvicorn, {len(sizes)} sizes; baseline = the {sizes[0]:g} MB file.")
     print(
         f"{'path':<8}{'size MB':>9}{'peak growth MB':>16}{'vs baseline':>13}"
         f"{'peak RSS MB':>13}{'MB/s':>9}{'vs copyfile':>13}"
@@ -224,10 +232,38 @@ def run(workdir: Path, sizes: list[float]) -> None:
             f"{rate:>9.1f}{rate / copy_rates[megabytes]:>13.3f}"
         )
     print(
-        "peak growth: VmHWM after minus before the upload; vs baseline: growth / growth of the "
-        f"{sizes[0]:g} MB upload (nan when the baseline grew < 0.05 MB); vs copyfile: "
+        "peak growth: VmHWM after minus before the request; vs baseline: growth / growth of the "
+        f"{sizes[0]:g} MB file (nan when the baseline grew < 0.05 MB); vs copyfile: "
         "throughput / shutil.copyfile's on the same disk."
     )
+
+
+def stored_attachment(user: Any, path: Path) -> str:
+    """An uploaded attachment holding the bytes of ``path``, stored by this process."""
+    from chatkit.types import FileAttachment
+    from django.core.files import File
+    from django.utils import timezone
+
+    from chatkit_django.attachments import get_attachment_storage
+    from chatkit_django.ids import generate_id
+    from chatkit_django.models import Attachment
+
+    attachment_id = generate_id("attachment")
+    with path.open("rb") as f:
+        name = get_attachment_storage().save(f"chatkit/{attachment_id}.txt", File(f))
+    attachment = FileAttachment(id=attachment_id, name=path.name, mime_type="text/plain")
+    Attachment.objects.create(
+        id=attachment_id,
+        owner=user,
+        name=path.name,
+        mime_type="text/plain",
+        type="file",
+        size=path.stat().st_size,
+        file=name,
+        uploaded_at=timezone.now(),
+        data=attachment.model_dump(mode="json"),
+    )
+    return attachment_id
 
 
 def pending_upload_url(user: Any, base: str) -> str:

@@ -15,8 +15,11 @@ to the storage. Nothing is read whole into memory.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
 from django.http import FileResponse, HttpRequest, HttpResponseBase, HttpResponseRedirect
 from django.utils import timezone
 from rest_framework import status
@@ -310,6 +313,17 @@ class AttachmentContentView(AttachmentAPIView):
             f = get_attachment_storage().open(row.file.name, "rb")
         except (FileNotFoundError, OSError):
             raise exceptions.NotFound from None
-        return FileResponse(
+        response = FileResponse(
             f, content_type=row.mime_type, as_attachment=self.disposition(row), filename=row.name
         )
+        if isinstance(self.request._request, ASGIRequest):
+            # Under ASGI Django reads a synchronous iterator whole into a list before sending
+            # it (StreamingHttpResponse.__aiter__); an async one is sent chunk by chunk.
+            response.streaming_content = _read_async(f)
+        return response
+
+
+async def _read_async(f: Any, chunk_size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    read = sync_to_async(f.read, thread_sensitive=False)
+    while chunk := await read(chunk_size):
+        yield chunk

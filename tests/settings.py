@@ -1,5 +1,6 @@
 """Test settings. CHATKIT_TEST_DB=postgres runs the suite on PostgreSQL (127.0.0.1:5432)."""
 
+import json
 import os
 import tempfile
 
@@ -70,6 +71,9 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# A live server process gets the test's attachment storage (tests/storage_fixtures.py).
+if os.environ.get("CHATKIT_TEST_STORAGE"):
+    STORAGES["chatkit"] = json.loads(os.environ["CHATKIT_TEST_STORAGE"])
 CHATKIT = {
     # A live server subprocess can be given another server class and keep-alive interval.
     "SERVER_CLASS": os.environ.get("CHATKIT_TEST_SERVER_CLASS", "tests.testapp.server.EchoServer"),

@@ -288,3 +288,102 @@ def test_query_counts_do_not_depend_on_the_file(
     with django_assert_num_queries(3):
         response = client.get(reverse("chatkit:attachment-content", args=[attachment_id]))
     response.close()
+
+
+@pytest.fixture
+def object_grants():
+    """Grants through the object-permission backend of tests/testapp/permissions.py."""
+    from tests.testapp import permissions
+
+    permissions.GRANTS.clear()
+    yield permissions.grant
+    permissions.GRANTS.clear()
+
+
+def test_object_permission_grants_read_of_that_attachment_only(
+    client, user_factory, attachment_storage, object_grants
+):
+    owner, support = user_factory(), user_factory()
+    client.force_login(owner)
+    first = upload(client).json()["id"]
+    second = upload(client).json()["id"]
+    object_grants(support, "chatkit_django.view_attachment", Attachment.objects.get(pk=first))
+
+    client.force_login(support)
+    assert content(client, first)[:2] == (200, PNG)
+    assert content(client, second)[0] == 404
+
+
+def test_object_permission_grants_delete_through_the_sdk(
+    client, user_factory, attachment_storage, object_grants, django_capture_on_commit_callbacks
+):
+    from tests.sdk_calls import sdk_call
+
+    owner, support = user_factory(), user_factory()
+    client.force_login(owner)
+    attachment_id = upload(client).json()["id"]
+    row = Attachment.objects.get(pk=attachment_id)
+    object_grants(support, "chatkit_django.delete_attachment", row)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        deleted = sdk_call(
+            support, {"type": "attachments.delete", "params": {"attachment_id": attachment_id}}
+        )
+    assert deleted == {}
+    assert not Attachment.objects.exists()
+    assert stored_names(attachment_storage) == []
+
+
+def test_drf_token_authentication_uploads_without_csrf(user_factory, attachment_storage, settings):
+    from django.test import Client
+    from rest_framework.authtoken.models import Token
+
+    settings.CHATKIT = {
+        **settings.CHATKIT,
+        "AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+    }
+    user = user_factory()
+    token = Token.objects.create(user=user)
+    client = Client(enforce_csrf_checks=True)
+    response = upload(client, headers={"Authorization": f"Token {token.key}"})
+    assert response.status_code == 201
+    assert Attachment.objects.get().owner == user
+
+    response = upload(client, headers={"Authorization": "Token nope"})
+    assert response.status_code == 401
+    assert response.json()["code"] == "authentication_failed"
+    assert Attachment.objects.count() == 1
+
+
+def test_content_is_streamed_asynchronously_under_asgi(client, user_factory, settings, tmp_path):
+    """Under ASGI Django would read a synchronous file iterator whole into memory first."""
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncRequestFactory
+
+    from chatkit_django.uploads import AttachmentContentView
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "chatkit": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path)},
+        },
+    }
+    user = user_factory()
+    client.force_login(user)
+    data = PNG * 300  # several chunks
+    attachment_id = upload(client, data=data).json()["id"]
+    request = AsyncRequestFactory().get(f"/chatkit/attachments/{attachment_id}/content/")
+    request.user = user
+    response = AttachmentContentView.as_view()(request, attachment_id=attachment_id)
+
+    assert response.is_async
+    assert response["Content-Length"] == str(len(data))
+
+    async def read() -> list[bytes]:
+        return [chunk async for chunk in response]
+
+    chunks = async_to_sync(read)()
+    response.close()
+    assert len(chunks) > 1
+    assert b"".join(chunks) == data
