@@ -135,6 +135,7 @@ async def test_generated_image_through_the_endpoint_is_served_to_its_owner_only(
             assert (await http.get(served["Location"])).content == PNG
     else:
         assert served.status_code == 200
-        body = b"".join(served.streaming_content)  # the content view is a sync DRF view
+        # Under ASGI the content view streams the file with an async iterator.
+        body = b"".join([chunk async for chunk in served.streaming_content])
         served.close()
         assert body == PNG
