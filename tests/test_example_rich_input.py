@@ -41,7 +41,9 @@ async def send(http: Any, payload: dict) -> list[dict]:
     return parse_sse(await read_stream(response))
 
 
-async def test_survey_is_asked_answered_persisted_and_followed_up(http: Any) -> None:
+async def test_survey_is_asked_answered_persisted_and_followed_up(
+    http: Any, auser_factory: Any
+) -> None:
     events = await send(
         http, {"type": "threads.create", "params": {"input": user_input("start the survey")}}
     )
@@ -75,6 +77,16 @@ async def test_survey_is_asked_answered_persisted_and_followed_up(http: Any) -> 
         {"values": ["Mentions"], "skipped": False},
         {"values": ["soon"], "skipped": False},
     ]
+
+    # The answer shows in the admin's transcript of the thread.
+    admin = AsyncClient()
+    await admin.aforce_login(await auser_factory(is_staff=True, is_superuser=True))
+    page = await admin.get(reverse("admin:chatkit_django_thread_change", args=[thread_id]))
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "Which rich input should we try first?" in html
+    assert '<dd class="chatkit-answer">Mentions</dd>' in html
+    assert '<dd class="chatkit-answer">soon</dd>' in html
 
 
 async def test_skipped_survey_is_acknowledged(http: Any) -> None:

@@ -154,3 +154,29 @@ async def test_the_whole_guide(
     )
     assert response.json() == {"text": "and now by voice"}
     assert fake_openai.requests[-1].files["file"] == ("dictation.ogg", "audio/ogg", b"OggS audio")
+
+
+async def test_mentions_of_hidden_entities_never_reach_the_model(auser_factory: Any) -> None:
+    http = AsyncClient()
+    user, other = await auser_factory(), await auser_factory()
+    await http.aforce_login(user)
+    secret = await Note.objects.acreate(owner=other, title="Secret title", body="secret body")
+    forged = {
+        "type": "input_tag",
+        "id": f"note:{secret.pk}",
+        "text": "Plan",
+        "data": {"source": "note", "summary": "forged"},
+    }
+
+    response = await post(
+        http,
+        json.dumps(
+            {"type": "threads.create", "params": {"input": user_input("see ", tags=[forged])}}
+        ),
+    )
+
+    events = parse_sse(await read_stream(response))
+    (answer,) = done_items(events, "assistant_message")
+    text = answer["content"][0]["text"]
+    assert '[The user mentioned \\"@Plan\\", which could not be found.]' in text
+    assert "Secret" not in text and "secret body" not in text and "forged" not in text
