@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,12 +37,15 @@ from chatkit.types import (
 from chatkit.types import (
     GeneratedImageItem,
     ImageAttachment,
+    ThreadItem,
     ThreadMetadata,
+    UserMessageItem,
     UserMessageTagContent,
 )
+from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
-from django.db import transaction
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 from openai.types.responses import (
@@ -62,7 +66,12 @@ from chatkit_django.attachments import (
 )
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.context import ChatKitContext
-from chatkit_django.entities import resolve_entity
+from chatkit_django.entities import (
+    EntitySource,
+    get_entity_sources,
+    resolve_entity,
+    split_entity_id,
+)
 from chatkit_django.ids import generate_id
 from chatkit_django.models import Attachment
 
@@ -83,6 +92,7 @@ TEXT_MIME_TYPES = frozenset(
         "application/sql",
     }
 )
+ATTACHMENT_FIELDS = ("owner_id", "file", "mime_type", "name", "size", "uploaded_at", "upload_nonce")
 IMAGE_MIME_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
 # Delimiters the model is told to recognise. User-controlled text inside a block cannot end it:
@@ -132,6 +142,51 @@ class DjangoThreadItemConverter(ThreadItemConverter):
     def __init__(self, context: ChatKitContext, store: Store[ChatKitContext] | None = None):
         self.context = context
         self.store = store
+        # Filled by prefetch(): one query for every attachment, one per entity source.
+        self._attachment_rows: dict[str, Attachment | None] = {}
+        self._entities: dict[str, tuple[EntitySource, models.Model] | None] = {}
+
+    async def to_agent_input(
+        self, thread_items: Sequence[ThreadItem] | ThreadItem
+    ) -> list[TResponseInputItem]:
+        items = list(thread_items) if isinstance(thread_items, Sequence) else [thread_items]
+        await self.prefetch(items)
+        return await super().to_agent_input(thread_items)
+
+    async def prefetch(self, items: Sequence[ThreadItem]) -> None:
+        """Load the attachments and mentioned entities of ``items`` in a few queries, so that
+        converting a long thread costs the same number of queries as a short one."""
+        user = self.user
+        if user is None:
+            return
+        messages = [i for i in items if isinstance(i, UserMessageItem)]
+        attachment_ids = {a.id for m in messages for a in m.attachments}
+        attachment_ids -= self._attachment_rows.keys()
+        if attachment_ids:
+            rows = Attachment.objects.filter(pk__in=attachment_ids).only(*ATTACHMENT_FIELDS)
+            found = {row.pk: row async for row in rows}
+            for attachment_id in attachment_ids:
+                self._attachment_rows[attachment_id] = found.get(attachment_id)
+        wanted: dict[str, dict[str, str]] = {}  # source name -> {pk: entity id}
+        for message in messages:
+            for part in message.content:
+                if isinstance(part, UserMessageTagContent) and part.id not in self._entities:
+                    split = split_entity_id(part.id)
+                    if split is None:
+                        self._entities[part.id] = None
+                    else:
+                        wanted.setdefault(split[0].name, {})[split[1]] = part.id
+        sources = get_entity_sources()
+        for name, by_pk in wanted.items():
+            source = sources[name]
+            try:
+                objs = [o async for o in source.get_queryset(user).filter(pk__in=list(by_pk))]
+            except (ValueError, TypeError, ValidationError):
+                continue  # a malformed pk: tag_to_message_content looks each one up
+            found_objs = {str(o.pk): o for o in objs}
+            for pk, entity_id in by_pk.items():
+                obj = found_objs.get(pk)
+                self._entities[entity_id] = None if obj is None else (source, obj)
 
     # -- access -------------------------------------------------------------
 
@@ -146,11 +201,12 @@ class DjangoThreadItemConverter(ThreadItemConverter):
         user = self.user
         if user is None:
             return None
-        row = (
-            await Attachment.objects.filter(pk=attachment_id)
-            .only("owner_id", "file", "mime_type", "name", "size", "uploaded_at", "upload_nonce")
-            .afirst()
-        )
+        if attachment_id in self._attachment_rows:
+            row = self._attachment_rows[attachment_id]
+        else:
+            row = (
+                await Attachment.objects.filter(pk=attachment_id).only(*ATTACHMENT_FIELDS).afirst()
+            )
         if row is None:
             return None
         has_access = getattr(self.store, "has_access", None)
@@ -271,7 +327,10 @@ class DjangoThreadItemConverter(ThreadItemConverter):
         the ``data`` the client sent with the tag is never trusted.
         """
         user = self.user
-        found = await resolve_entity(tag.id, user) if user is not None else None
+        if tag.id in self._entities:
+            found = self._entities[tag.id]
+        else:
+            found = await resolve_entity(tag.id, user) if user is not None else None
         if found is None:
             return self.note(f'[The user mentioned "@{tag.text}", which could not be found.]')
         source, obj = found

@@ -320,3 +320,47 @@ async def test_real_storages_are_read(
 
     assert "could not be read" not in str(part)
     assert base64.b64encode(b"content").decode() in str(part) or "content" in part.get("text", "")
+
+
+async def test_conversion_query_count_does_not_grow_with_the_thread(
+    auser_factory: Any,
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    user = await auser_factory()
+
+    async def queries_for(n: int) -> int:
+        items = []
+        for i in range(n):
+            note = await Note.objects.acreate(owner=user, title=f"n{i}", body="b")
+            row = await astore_attachment(user, f"{i}.txt", "text/plain", b"x")
+            items.append(
+                UserMessageItem(
+                    id=f"msg_{n}_{i}",
+                    thread_id="thr_1",
+                    created_at=timezone.now(),
+                    content=[UserMessageTextContent(text="see "), tag(f"note:{note.pk}", "n")],
+                    attachments=[sdk_attachment(row)],
+                    inference_options=InferenceOptions(),
+                )
+            )
+        converter = converter_for(user)
+
+        def capture() -> CaptureQueriesContext:
+            return CaptureQueriesContext(connection)
+
+        from asgiref.sync import sync_to_async as s2a
+
+        context = await s2a(capture)()
+        await s2a(context.__enter__)()
+        try:
+            result = await converter.to_agent_input(items)
+        finally:
+            await s2a(context.__exit__)(None, None, None)
+        assert sum("<ENTITY" in str(i) for i in result) == n
+        # The connection is per thread: read the captured queries in the ORM's thread.
+        return await s2a(lambda: len(context.captured_queries))()
+
+    # One query for every attachment, one per entity source, whatever the number of messages.
+    assert await queries_for(1) == await queries_for(5) == 2
