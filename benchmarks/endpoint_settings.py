@@ -26,6 +26,11 @@ if os.environ.get("BENCH_DB") == "postgres":
             "NAME": os.environ.get("BENCH_PG_NAME", "chatkit_bench_endpoint"),
             "USER": "postgres",
             "HOST": "127.0.0.1",
+            # Under ASGI each request runs its queries in a thread of its own, so without a
+            # pool every request opens a connection; Django's psycopg pool reuses them.
+            "OPTIONS": {"pool": {"min_size": 8, "max_size": 64}}
+            if os.environ.get("BENCH_POOL", "1") == "1"
+            else {},
         }
     }
 else:
