@@ -22,11 +22,16 @@ from django.db.models import (
     Value,
 )
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.defaultfilters import filesizeformat, truncatechars
+from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import content_disposition_header
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
+from chatkit_django import export
+from chatkit_django.deletion import delete_thread_queryset, delete_threads
 from chatkit_django.models import Attachment, Feedback, Thread, ThreadItem
 from chatkit_django.transcript import TranscriptBuilder, attachment_content_url
 
@@ -224,6 +229,69 @@ class ThreadAdmin(ReadOnlyAdmin):
             "page": page,
             "count": paginator.count,
         }
+
+    # -- actions -------------------------------------------------------------------
+
+    actions = ["export_json", "export_markdown"]
+
+    def export_response(
+        self, chunks: Any, extension: str, content_type: str
+    ) -> StreamingHttpResponse:
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response = StreamingHttpResponse(chunks, content_type=content_type)
+        response["Content-Disposition"] = content_disposition_header(
+            as_attachment=True, filename=f"chatkit-threads-{stamp}.{extension}"
+        )
+        return response
+
+    @admin.action(description=_("Export selected threads as JSON"), permissions=["view"])
+    def export_json(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
+        return self.export_response(
+            export.iter_json(self.model.objects.filter(pk__in=queryset.values("pk"))),
+            "json",
+            "application/json; charset=utf-8",
+        )
+
+    @admin.action(description=_("Export selected threads as Markdown"), permissions=["view"])
+    def export_markdown(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
+        return self.export_response(
+            export.iter_markdown(self.model.objects.filter(pk__in=queryset.values("pk"))),
+            "md",
+            "text/markdown; charset=utf-8",
+        )
+
+    # -- deletion --------------------------------------------------------------------
+
+    def get_deleted_objects(
+        self, objs: Any, request: HttpRequest
+    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        """A summary instead of Django's list of every related row.
+
+        Django's confirmation page would list (and load) every item of every thread, and ask
+        for delete permission on items, attachments and feedback. They are part of the
+        thread: ``delete_thread`` is the permission that matters.
+        """
+        ids = [obj.pk for obj in objs]
+        to_delete = [f"{capfirst(Thread._meta.verbose_name)}: {obj}" for obj in objs]
+        model_count = {
+            Thread._meta.verbose_name_plural: len(ids),
+            ThreadItem._meta.verbose_name_plural: ThreadItem.objects.filter(
+                thread_id__in=ids
+            ).count(),
+            Attachment._meta.verbose_name_plural: Attachment.objects.filter(
+                thread_id__in=ids
+            ).count(),
+            Feedback._meta.verbose_name_plural: Feedback.objects.filter(thread_id__in=ids).count(),
+        }
+        return to_delete, {str(k): v for k, v in model_count.items() if v}, set(), []
+
+    def delete_model(self, request: HttpRequest, obj: Thread) -> None:
+        delete_threads([obj.pk], user=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        delete_thread_queryset(
+            self.model.objects.filter(pk__in=queryset.values("pk")), user=request.user
+        )
 
     def render_change_form(
         self,

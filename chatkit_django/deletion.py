@@ -1,0 +1,74 @@
+"""Deleting threads with everything in them, in batches, for the admin and the commands.
+
+Items go with one plain DELETE per batch (the ORM's cascade would load every item's JSON);
+attachments go through the ORM so their ``post_delete`` receiver removes the bytes once the
+transaction commits (see ``signals.py``). ``thread_deleted`` is sent for each thread after
+its batch committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from django.db import connections, router, transaction
+from django.db.models import QuerySet
+
+from chatkit_django import models
+from chatkit_django.signals import thread_deleted
+
+#: Threads deleted per transaction by ``delete_thread_queryset``.
+BATCH_SIZE = 200
+
+
+def delete_threads(thread_ids: Sequence[str], *, user: Any = None) -> int:
+    """Delete these threads, their items, feedback and attachments (bytes on commit).
+
+    One transaction, a constant number of queries whatever the threads hold.
+    Returns the number of threads deleted.
+    """
+    ids = list(thread_ids)
+    if not ids:
+        return 0
+    db = router.db_for_write(models.Thread)
+    with transaction.atomic(using=db):
+        models.Feedback.objects.using(db).filter(thread_id__in=ids).delete()
+        items = models.ThreadItem._meta
+        qn = connections[db].ops.quote_name
+        placeholders = ", ".join(["%s"] * len(ids))
+        with connections[db].cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {qn(items.db_table)} "
+                f"WHERE {qn(items.get_field('thread').column)} IN ({placeholders})",
+                ids,
+            )
+        models.Attachment.objects.using(db).filter(thread_id__in=ids).delete()
+        deleted = list(
+            models.Thread.objects.using(db).filter(pk__in=ids).values_list("pk", flat=True)
+        )
+        models.Thread.objects.using(db).filter(pk__in=deleted).delete()
+    for thread_id in deleted:
+        thread_deleted.send(sender=models.Thread, thread_id=thread_id, user=user)
+    return len(deleted)
+
+
+def iter_batches(queryset: QuerySet, batch_size: int = BATCH_SIZE) -> Iterator[list[str]]:
+    """Primary keys of ``queryset`` in batches, by keyset on pk (never all of them at once).
+
+    Safe to delete each batch as it comes: the next batch starts after the last pk seen.
+    """
+    ids = queryset.order_by("pk").values_list("pk", flat=True)
+    last = None
+    while True:
+        batch = list((ids.filter(pk__gt=last) if last is not None else ids)[:batch_size])
+        if not batch:
+            return
+        last = batch[-1]
+        yield batch
+
+
+def delete_thread_queryset(
+    queryset: QuerySet, *, user: Any = None, batch_size: int = BATCH_SIZE
+) -> int:
+    """Delete every thread of ``queryset``, one transaction per batch; returns the count."""
+    return sum(delete_threads(batch, user=user) for batch in iter_batches(queryset, batch_size))

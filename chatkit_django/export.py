@@ -1,0 +1,203 @@
+"""Threads out of the database as JSON (the SDK's own serialisation) or Markdown.
+
+JSON exports are the SDK's ``chatkit.types.Thread`` (metadata plus every item in a
+``Page``) dumped as the store dumps it, so ``load_threads()`` validates them back into
+equal SDK models. Both formats are produced incrementally: threads and their items are read
+with ``iterator()``, so an export of many long threads never holds them all in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from chatkit.types import (
+    AssistantMessageItem,
+    ClientToolCallItem,
+    EndOfTurnItem,
+    GeneratedImageItem,
+    HiddenContextItem,
+    Page,
+    SDKHiddenContextItem,
+    StructuredInputItem,
+    TaskItem,
+    Thread,
+    ThreadItem,
+    ThreadMetadata,
+    UserMessageItem,
+    UserMessageTagContent,
+    WidgetItem,
+    WorkflowItem,
+)
+from django.db.models import QuerySet
+
+from chatkit_django import models
+from chatkit_django.store import ThreadItemAdapter, dump
+
+FORMAT = "chatkit-django.threads"
+VERSION = 1
+ITEM_ORDER = ("created_at", "seq", "id")
+CHUNK_SIZE = 500
+BATCH_SIZE = 100
+
+
+def iter_sdk_threads(threads: QuerySet, batch_size: int = BATCH_SIZE) -> Iterator[Thread]:
+    """Each thread of ``threads`` as an SDK ``Thread`` with all its items, in thread order."""
+    for thread, _ in iter_threads_with(threads, batch_size=batch_size):
+        yield thread
+
+
+def iter_threads_with(
+    threads: QuerySet, *fields: str, batch_size: int = BATCH_SIZE
+) -> Iterator[tuple[Thread, tuple[Any, ...]]]:
+    """``(SDK thread, values of fields)`` for each thread, ``batch_size`` threads at a time.
+
+    Two queries per batch (threads, then all their items), so memory stays bounded by one
+    batch of threads with their items.
+    """
+    rows = threads.order_by("pk").values_list("pk", "data", *fields)
+    last = None
+    while True:
+        batch = list((rows.filter(pk__gt=last) if last is not None else rows)[:batch_size])
+        if not batch:
+            return
+        last = batch[-1][0]
+        items: dict[str, list[ThreadItem]] = {}
+        for thread_id, data in (
+            models.ThreadItem.objects.filter(thread_id__in=[r[0] for r in batch])
+            .order_by(*ITEM_ORDER)
+            .values_list("thread_id", "data")
+            .iterator(chunk_size=CHUNK_SIZE)
+        ):
+            items.setdefault(thread_id, []).append(ThreadItemAdapter.validate_python(data))
+        for thread_id, data, *values in batch:
+            metadata = ThreadMetadata.model_validate(data)
+            page = Page(data=items.get(thread_id, []), has_more=False, after=None)
+            yield Thread(**dict(metadata), items=page), tuple(values)
+
+
+def thread_json(thread: Thread) -> dict[str, Any]:
+    return dump(thread)
+
+
+def iter_json(threads: QuerySet, **extra: Any) -> Iterator[str]:
+    """A JSON document ``{"format", "version", **extra, "threads": [...]}``, in chunks."""
+    head = {"format": FORMAT, "version": VERSION, **extra}
+    yield json.dumps(head, ensure_ascii=False)[:-1] + ', "threads": ['
+    for n, thread in enumerate(iter_sdk_threads(threads)):
+        yield ("," if n else "") + "\n" + json.dumps(thread_json(thread), ensure_ascii=False)
+    yield "\n]}\n"
+
+
+def load_threads(document: str | bytes | dict[str, Any]) -> list[Thread]:
+    """The SDK threads of an export made by ``iter_json`` (validated, so a round trip)."""
+    if not isinstance(document, dict):
+        document = json.loads(document)
+    if document.get("format") != FORMAT:
+        raise ValueError(f"Not a {FORMAT} export (format={document.get('format')!r}).")
+    return [Thread.model_validate(t) for t in document["threads"]]
+
+
+# -- Markdown ------------------------------------------------------------------------
+
+
+def _quote(text: str) -> str:
+    return "\n".join("> " + line if line else ">" for line in text.splitlines()) + "\n"
+
+
+def _fence(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+    fence = "```"
+    while fence in text:
+        fence += "`"
+    return f"{fence}\n{text}\n{fence}\n"
+
+
+def item_markdown(item: ThreadItem) -> str:
+    """One item as a Markdown section. User text is quoted as-is; it is not rendered here."""
+    stamp = item.created_at.isoformat(timespec="seconds")
+    if isinstance(item, UserMessageItem):
+        text = "".join(
+            f"@{p.text}" if isinstance(p, UserMessageTagContent) else p.text for p in item.content
+        )
+        out = f"### User · {stamp}\n\n"
+        if item.quoted_text:
+            out += _quote(item.quoted_text) + "\n"
+        out += text + "\n"
+        for a in item.attachments:
+            out += f"\n- Attachment: {a.name} ({a.mime_type}, `{a.id}`)"
+        return out + ("\n" if item.attachments else "")
+    if isinstance(item, AssistantMessageItem):
+        out = f"### Assistant · {stamp}\n\n" + "\n\n".join(p.text for p in item.content) + "\n"
+        sources = [a.source for p in item.content for a in p.annotations]
+        for s in sources:
+            where = getattr(s, "url", None) or getattr(s, "filename", None) or getattr(s, "id", "")
+            out += f"\n- Source: {s.title} ({where})"
+        return out + ("\n" if sources else "")
+    if isinstance(item, StructuredInputItem):
+        out = f"### Structured input ({item.status}) · {stamp}\n\n"
+        for q in item.inputs:
+            if q.answer and q.answer.skipped or (q.answer is None and item.status == "skipped"):
+                answer = "_skipped_"
+            elif q.answer:
+                answer = ", ".join(q.answer.values)
+            else:
+                answer = "_no answer yet_"
+            out += f"- **{q.question}** {answer}\n"
+        return out
+    if isinstance(item, ClientToolCallItem):
+        out = f"### Client tool call `{item.name}` ({item.status}) · {stamp}\n\n"
+        out += _fence(item.arguments)
+        if item.output is not None:
+            out += "\nOutput:\n\n" + _fence(item.output)
+        return out
+    if isinstance(item, WorkflowItem | TaskItem):
+        tasks = item.workflow.tasks if isinstance(item, WorkflowItem) else [item.task]
+        kind = "Workflow" if isinstance(item, WorkflowItem) else "Task"
+        out = f"### {kind} · {stamp}\n\n"
+        for t in tasks:
+            title = getattr(t, "title", None) or t.type
+            content = getattr(t, "content", None)
+            out += f"- {title}" + (f": {content}" if content else "") + "\n"
+        return out
+    if isinstance(item, WidgetItem):
+        body = item.copy_text or _fence(item.widget.model_dump(mode="json", exclude_none=True))
+        return f"### Widget · {stamp}\n\n{body}\n"
+    if isinstance(item, GeneratedImageItem):
+        url = item.image.url if item.image else ""
+        return f"### Generated image · {stamp}\n\n<{url}>\n" if url else ""
+    if isinstance(item, HiddenContextItem | SDKHiddenContextItem):
+        return f"### Hidden context (not shown to the user) · {stamp}\n\n" + _fence(item.content)
+    if isinstance(item, EndOfTurnItem):
+        return ""
+    return f"### {item.type} · {stamp}\n\n" + _fence(
+        ThreadItemAdapter.dump_python(item, mode="json")
+    )
+
+
+def thread_markdown(thread: Thread, owner: str = "") -> Iterator[str]:
+    title = thread.title or thread.id
+    yield f"# {title}\n\n"
+    yield f"- Thread: `{thread.id}`\n"
+    if owner:
+        yield f"- Owner: {owner}\n"
+    yield f"- Created: {thread.created_at.isoformat(timespec='seconds')}\n"
+    yield f"- Status: {thread.status.type}\n\n"
+    for item in thread.items.data:
+        section = item_markdown(item)
+        if section:
+            yield section + "\n"
+
+
+def iter_markdown(threads: QuerySet) -> Iterator[str]:
+    """Every thread as Markdown, separated by rules."""
+    owner_field = f"owner__{models.Thread.owner.field.related_model.USERNAME_FIELD}"
+    for n, (thread, (owner,)) in enumerate(iter_threads_with(threads, owner_field)):
+        if n:
+            yield "\n---\n\n"
+        yield from thread_markdown(thread, str(owner))
+
+
+def join(chunks: Iterable[str]) -> str:
+    return "".join(chunks)
