@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONDEVMODE := 1
 
-.PHONY: demo test test-sqlite test-postgres lint services docs check
+.PHONY: demo test test-sqlite test-postgres lint services browser docs check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,12 +21,15 @@ demo: $(STAMP)
 services:
 	scripts/services.sh
 
+browser:
+	scripts/browser.sh
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check chatkit_django tests
 	$(PY) manage.py makemigrations --check --dry-run
 
-test-sqlite: $(STAMP)
+test-sqlite: $(STAMP) browser
 	$(VENV)/bin/pytest
 
 test-postgres: $(STAMP) services

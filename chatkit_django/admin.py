@@ -189,9 +189,9 @@ class ThreadAdmin(ReadOnlyAdmin):
     def latest_feedback(self, obj: Thread) -> str:
         kind = getattr(obj, "latest_feedback", None)
         if kind == Feedback.Kind.NEGATIVE:
-            return "👎 " + str(_("negative"))
+            return format_html('<span style="color:#b91c1c">▼ {}</span>', _("negative"))
         if kind == Feedback.Kind.POSITIVE:
-            return "👍 " + str(_("positive"))
+            return format_html('<span style="color:#15803d">▲ {}</span>', _("positive"))
         return "—"
 
     # -- the transcript ----------------------------------------------------------

@@ -88,7 +88,7 @@ def test_list_columns(client: Any, admin_user: Any, user_factory: Any) -> None:
     html = response.content.decode()
     assert "“How do I reset my password?”" in html  # first user message, whitespace folded
     assert "Billing" in html
-    assert "👎" in html
+    assert "▼ negative" in html
 
 
 def test_list_query_count_is_constant(
@@ -416,3 +416,46 @@ def test_every_sdk_item_type_has_a_transcript_template() -> None:
     for item_type in types:
         assert hasattr(TranscriptBuilder, f"{item_type}_context"), item_type
         get_template(f"{TEMPLATE_DIR}/{item_type}.html")
+
+
+# -- attachments and feedback ----------------------------------------------------------
+
+
+def test_attachment_admin_lists_files_with_thumbnails(
+    client: Any, admin_user: Any, user_factory: Any
+) -> None:
+    owner = user_factory(username="dora")
+    thread = store_thread(owner, [])
+    image = store_image(owner, thread.id, "holiday.png")
+    client.force_login(admin_user)
+
+    def count(n: int) -> int:
+        for i in range(n):
+            store_image(owner, thread.id, f"more{n}-{i}.png")
+        with CaptureQueriesContext(connection) as ctx:
+            response = client.get(reverse("admin:chatkit_django_attachment_changelist"))
+        assert response.status_code == 200
+        return len(ctx.captured_queries)
+
+    assert count(1) == count(8)
+    html = client.get(reverse("admin:chatkit_django_attachment_changelist")).content.decode()
+    url = reverse("chatkit:attachment-content", kwargs={"attachment_id": image.id})
+    assert f'<img src="{url}" alt="holiday.png"' in html
+    assert "dora" in html and "image/png" in html
+    change = client.get(reverse("admin:chatkit_django_attachment_change", args=[image.id]))
+    assert change.status_code == 200
+    assert 'name="_save"' not in change.content.decode()
+
+
+def test_feedback_admin(client: Any, admin_user: Any, user_factory: Any) -> None:
+    owner = user_factory(username="erin")
+    reply = make_assistant_message("x", "an answer")
+    thread = store_thread(owner, [reply], title="Feedback thread")
+    give_feedback(owner, reply.id, "negative")
+    client.force_login(admin_user)
+    response = client.get(reverse("admin:chatkit_django_feedback_changelist"), {"kind": "negative"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "erin" in html and "Feedback thread" in html and reply.id in html
+    assert [f.item_id for f in response.context["cl"].result_list] == [reply.id]
+    assert thread.id
