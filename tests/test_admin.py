@@ -91,9 +91,7 @@ def test_list_columns(client: Any, admin_user: Any, user_factory: Any) -> None:
     assert "▼ negative" in html
 
 
-def test_list_query_count_is_constant(
-    client: Any, admin_user: Any, user_factory: Any, django_assert_max_num_queries: Any
-) -> None:
+def test_list_query_count_is_constant(client: Any, admin_user: Any, user_factory: Any) -> None:
     client.force_login(admin_user)
 
     def count_queries() -> int:
