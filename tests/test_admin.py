@@ -16,6 +16,7 @@ from chatkit.types import (
     UserMessageTagContent,
     UserMessageTextContent,
 )
+from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -33,7 +34,7 @@ CHANGELIST = "admin:chatkit_django_thread_changelist"
 
 
 def change_url(thread_id: str) -> str:
-    return reverse("admin:chatkit_django_thread_change", args=[thread_id])
+    return reverse("admin:chatkit_django_thread_change", args=[quote(thread_id)])
 
 
 @pytest.fixture
@@ -399,7 +400,7 @@ def test_view_permission_reads_but_cannot_delete(
     assert response.status_code == 200
     assert "delete_selected" not in response.content.decode()
     assert "readable words" in transcript_html(client, thread.id)
-    delete_url = reverse("admin:chatkit_django_thread_delete", args=[thread.id])
+    delete_url = reverse("admin:chatkit_django_thread_delete", args=[quote(thread.id)])
     assert client.post(delete_url, {"post": "yes"}).status_code == 403
     assert Thread.objects.filter(pk=thread.id).exists()
 
@@ -440,7 +441,7 @@ def test_attachment_admin_lists_files_with_thumbnails(
     url = reverse("chatkit:attachment-content", kwargs={"attachment_id": image.id})
     assert f'<img src="{url}" alt="holiday.png"' in html
     assert "dora" in html and "image/png" in html
-    change = client.get(reverse("admin:chatkit_django_attachment_change", args=[image.id]))
+    change = client.get(reverse("admin:chatkit_django_attachment_change", args=[quote(image.id)]))
     assert change.status_code == 200
     assert 'name="_save"' not in change.content.decode()
 
@@ -457,3 +458,15 @@ def test_feedback_admin(client: Any, admin_user: Any, user_factory: Any) -> None
     assert "erin" in html and "Feedback thread" in html and reply.id in html
     assert [f.item_id for f in response.context["cl"].result_list] == [reply.id]
     assert thread.id
+
+
+def test_ids_that_look_like_admin_escapes(client: Any, admin_user: Any, user_factory: Any) -> None:
+    """The admin escapes "_XX" in URLs; ids like thr_2F... still open their own page."""
+    thread = store_thread(user_factory(), [make_user_message("x", "escaped")], thread=None)
+    tricky = Thread.objects.get(pk=thread.id)
+    Thread.objects.filter(pk=tricky.pk).update(id="thr_2F_41")
+    ItemRow.objects.filter(thread_id=tricky.pk).update(thread_id="thr_2F_41")
+    client.force_login(admin_user)
+    listing = client.get(reverse(CHANGELIST)).content.decode()
+    assert change_url("thr_2F_41") in listing
+    assert "escaped" in transcript_html(client, "thr_2F_41")

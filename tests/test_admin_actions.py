@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -145,7 +146,7 @@ def test_delete_view_of_one_thread(client: Any, admin_user: Any, user_factory: A
     image = store_image(owner, thread.id)
     file_name = Attachment.objects.get(pk=image.id).file.name
     client.force_login(admin_user)
-    url = reverse("admin:chatkit_django_thread_delete", args=[thread.id])
+    url = reverse("admin:chatkit_django_thread_delete", args=[quote(thread.id)])
     assert client.get(url).status_code == 200
     assert client.post(url, {"post": "yes"}).status_code == 302
     assert not Thread.objects.exists() and not ThreadItem.objects.exists()
@@ -160,7 +161,7 @@ def test_delete_query_count_does_not_grow_with_the_thread(
 
     def queries(n: int) -> int:
         thread = store_thread(owner, [make_user_message("x") for _ in range(n)])
-        url = reverse("admin:chatkit_django_thread_delete", args=[thread.id])
+        url = reverse("admin:chatkit_django_thread_delete", args=[quote(thread.id)])
         with CaptureQueriesContext(connection) as ctx:
             assert client.post(url, {"post": "yes"}).status_code == 302
         assert not Thread.objects.filter(pk=thread.id).exists()
