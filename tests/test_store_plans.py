@@ -1,0 +1,86 @@
+"""The two listings walk their index: no sort step, no scan of the whole table.
+
+The plans are read from the database itself (``QuerySet.explain()``) for the very querysets
+``DjangoStore`` builds, so dropping or reordering an index column fails here. On PostgreSQL,
+sequential scans are discouraged for the session: the test tables are tiny, where a planner
+rightly prefers a scan, and the question is whether the index *can* serve the query.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from chatkit_django import models
+from chatkit_django._internal.ordering import keyset_page, next_seq
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def rows(user_factory: Any) -> dict[str, Any]:
+    user = user_factory()
+    now = timezone.make_aware(datetime(2026, 5, 1, 12, 0))
+    thread = models.Thread.objects.create(
+        id="thr_plan", owner=user, created_at=now, seq=next_seq(), data={}
+    )
+    for i in range(3):
+        models.ThreadItem.objects.create(
+            id=f"msg_{i}",
+            thread=thread,
+            type="user_message",
+            created_at=now,
+            seq=next_seq(),
+            data={},
+        )
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET enable_seqscan = off")
+    return {"user": user, "thread": thread}
+
+
+def plan(queryset: Any) -> str:
+    return queryset.explain()
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+@pytest.mark.parametrize("after", [None, "msg_1"])
+def test_items_page_walks_the_thread_index(rows: dict[str, Any], order: str, after: Any) -> None:
+    thread = rows["thread"]
+    queryset = keyset_page(
+        models.ThreadItem.objects.filter(thread_id=thread.id),
+        after=after,
+        order=order,
+        scope={"thread_id": thread.id},
+    ).values_list("id", "data")[:21]
+    expected = {
+        (None, "asc"): ["msg_0", "msg_1", "msg_2"],
+        (None, "desc"): ["msg_2", "msg_1", "msg_0"],
+        ("msg_1", "asc"): ["msg_2"],
+        ("msg_1", "desc"): ["msg_0"],
+    }
+    assert [r[0] for r in queryset] == expected[after, order]
+    assert_index_walk(plan(queryset), "chatkit_item_thread_order")
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+@pytest.mark.parametrize("after", [None, "thr_plan"])
+def test_threads_page_walks_the_owner_index(rows: dict[str, Any], order: str, after: Any) -> None:
+    user = rows["user"]
+    queryset = keyset_page(
+        models.Thread.objects.filter(owner=user), after=after, order=order, scope={"owner": user}
+    ).values_list("id", "data")[:21]
+    assert_index_walk(plan(queryset), "chatkit_thread_owner_order")
+
+
+def assert_index_walk(text: str, index: str) -> None:
+    assert index in text, text
+    if connection.vendor == "sqlite":
+        assert "TEMP B-TREE" not in text, text  # SQLite's sort step
+    else:
+        assert "Sort" not in text, text
+        assert "Seq Scan" not in text, text
