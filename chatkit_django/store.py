@@ -22,7 +22,7 @@ from chatkit.types import (
     UserMessageTagContent,
 )
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, connections, models, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from pydantic import BaseModel, TypeAdapter
 
@@ -30,6 +30,7 @@ from chatkit_django import models as chatkit_models
 from chatkit_django._internal.nul import has_nul, without_nul
 from chatkit_django._internal.ordering import keyset_page, next_seq, ordering_datetime
 from chatkit_django.context import ChatKitContext
+from chatkit_django.deletion import delete_items
 from chatkit_django.ids import generate_id
 from chatkit_django.signals import thread_deleted
 
@@ -193,22 +194,13 @@ class DjangoStore(Store[ChatKitContext]):
     def _delete_thread_rows(self, thread_id: str) -> None:
         """Delete a thread, its items and what hangs off them, in a constant number of queries.
 
-        The ORM's cascade would load every item (its JSON included) and delete them in
-        batches, so a long thread would cost queries and memory in proportion to its length.
-        Items are deleted with one plain DELETE instead, which sends no ``post_delete`` for
-        them; ``thread_deleted`` is the signal to listen to. Attachments still go through the
-        ORM, so their own deletion signals run.
+        Items go with one plain DELETE (``deletion.delete_items``); attachments still go
+        through the ORM, so their own deletion signals run.
         """
         db = self.thread_model.objects.db
         with transaction.atomic(using=db):
             chatkit_models.Feedback.objects.filter(thread_id=thread_id).delete()
-            items = self.item_model._meta
-            with connections[db].cursor() as cursor:
-                cursor.execute(
-                    f"DELETE FROM {connections[db].ops.quote_name(items.db_table)} "
-                    f"WHERE {connections[db].ops.quote_name(items.get_field('thread').column)} = %s",
-                    [thread_id],
-                )
+            delete_items(self.item_model, [thread_id], using=db)
             self.thread_model.objects.filter(pk=thread_id).delete()
 
     # -- items ---------------------------------------------------------------
