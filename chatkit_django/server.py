@@ -5,11 +5,19 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from chatkit.server import ChatKitServer
+from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
 from chatkit.store import AttachmentStore, NotFoundError, Store
-from chatkit.types import AudioInput, FeedbackKind, ThreadMetadata, TranscriptionResult
+from chatkit.types import (
+    AudioInput,
+    ChatKitReq,
+    FeedbackKind,
+    ThreadMetadata,
+    TranscriptionResult,
+    is_streaming_req,
+)
 from django.core.exceptions import PermissionDenied
 from django.core.signals import setting_changed
+from pydantic import TypeAdapter
 
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.context import ChatKitContext
@@ -17,6 +25,10 @@ from chatkit_django.models import Feedback, ThreadItem
 
 if TYPE_CHECKING:
     from chatkit_django.agents import DjangoResponseStreamConverter, DjangoThreadItemConverter
+
+#: Validates a request body into the SDK's ``ChatKitReq`` union. Built once: building one
+#: costs milliseconds of CPU, and the SDK's ``process()`` builds one per request.
+REQUEST_ADAPTER: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
 
 
 class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
@@ -38,6 +50,24 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
                 else chatkit_settings.ATTACHMENT_STORE_CLASS()
             ),
         )
+
+    async def process(
+        self, request: str | bytes | bytearray, context: ChatKitContext
+    ) -> StreamingResult | NonStreamingResult:
+        """The SDK's ``process()``, parsing with the module's adapter instead of a new one."""
+        return await self.process_request(REQUEST_ADAPTER.validate_json(request), context)
+
+    async def process_request(
+        self, request: ChatKitReq, context: ChatKitContext
+    ) -> StreamingResult | NonStreamingResult:
+        """Answer a request already parsed into the SDK's models (the endpoint parses first).
+
+        The routing is the SDK's own: this hands the request to the same handlers its
+        ``process()`` does.
+        """
+        if is_streaming_req(request):
+            return StreamingResult(self._process_streaming(request, context))
+        return NonStreamingResult(await self._process_non_streaming(request, context))
 
     async def add_feedback(
         self,

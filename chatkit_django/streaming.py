@@ -16,7 +16,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from chatkit.errors import ErrorCode
-from chatkit.server import ChatKitServer, StreamingResult
+from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
 from chatkit.store import NotFoundError
 from chatkit.types import (
     ChatKitReq,
@@ -37,17 +37,15 @@ from django.core.exceptions import PermissionDenied
 from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 from rest_framework.exceptions import APIException
 
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.context import ChatKitContext
 from chatkit_django.exceptions import error_response
-from chatkit_django.server import get_server
+from chatkit_django.server import REQUEST_ADAPTER, DjangoChatKitServer, get_server
 
 logger = logging.getLogger(__name__)
-
-ChatKitReqAdapter: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
 
 SSE_KEEPALIVE = b": keep-alive\n\n"
 
@@ -210,7 +208,7 @@ class ChatKitEndpointMixin:
         if body is None:
             return request_too_large_response(self)
         try:
-            parsed = ChatKitReqAdapter.validate_json(body)
+            parsed = REQUEST_ADAPTER.validate_json(body)
         except ValidationError as e:
             return invalid_request_response(e)
 
@@ -219,7 +217,7 @@ class ChatKitEndpointMixin:
             server = self.get_server()
             if is_streaming_req(parsed):
                 await self.check_streaming_request(parsed, server, context)
-            result = await server.process(body, context)
+            result = await self.process(server, parsed, body, context)
         except NotFoundError as e:
             return error_response(str(e) or "Not found.", "not_found", 404)
         except PermissionDenied as e:
@@ -245,6 +243,21 @@ class ChatKitEndpointMixin:
         if isinstance(result, StreamingResult):
             return self.streaming_response(request, result, server)
         return HttpResponse(result.json, content_type="application/json")
+
+    async def process(
+        self, server: ChatKitServer[Any], request: ChatKitReq, body: bytes, context: Any
+    ) -> StreamingResult | NonStreamingResult:
+        """Hand the request to the server.
+
+        A ``DjangoChatKitServer`` gets the request already parsed; a server that overrides
+        ``process()`` (or is not ours) gets the body, as the SDK intends.
+        """
+        if (
+            isinstance(server, DjangoChatKitServer)
+            and type(server).process is DjangoChatKitServer.process
+        ):
+            return await server.process_request(request, context)
+        return await server.process(body, context)
 
     def read_body(self, request: HttpRequest) -> bytes | None:
         """The body, or ``None`` when it exceeds ``get_max_request_bytes()``."""
@@ -324,59 +337,84 @@ def invalid_request_response(error: ValidationError) -> HttpResponse:
 _DONE = object()
 
 
-async def _produce(result: StreamingResult, queue: asyncio.Queue[Any]) -> None:
-    """Run the SDK's stream to its end, queueing its chunks, then ``_DONE`` or the error."""
-    try:
-        async for chunk in result:
-            queue.put_nowait(chunk)
-    except Exception as e:  # noqa: BLE001 - the reader logs it and ends the stream cleanly
-        queue.put_nowait(e)
-    else:
-        queue.put_nowait(_DONE)
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 async def sse_events(result: StreamingResult, keepalive: float) -> AsyncIterator[bytes]:
     """The SDK's SSE bytes, with a keep-alive comment after ``keepalive`` seconds of silence.
 
     The SDK's generator runs in a task of its own, so waiting for its next event can time
-    out without disturbing it. Its queue is unbounded on purpose: the task then only ever
-    waits inside the SDK's generator, which is where a cancellation must land. When the
-    client goes away, the ASGI server cancels (or closes) us and we cancel that task: the
-    SDK's ``handle_stream_cancelled`` saves the partial message before we return. Events
-    already queued go out in one write.
+    out without disturbing it. What it produces is buffered without bound on purpose: the
+    task then only ever waits inside the SDK's generator, which is where a cancellation must
+    land (the buffer holds at most one answer). When the client goes away, the ASGI server
+    cancels (or closes) us and we cancel that task: the SDK's ``handle_stream_cancelled``
+    saves the partial message before we return. Events already buffered go out in one write.
+
+    This runs once per event, so it waits on a bare future and keeps one timer per stream
+    rather than ``asyncio.Queue`` and ``asyncio.timeout()``, which cost several times more.
     """
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    producer = asyncio.create_task(_produce(result, queue))
+    loop = asyncio.get_running_loop()
+    buffer: list[bytes] = []
+    outcome: list[Any] = []  # _DONE or the exception that ended the SDK's stream
+    waiter: asyncio.Future[None] | None = None
+
+    async def produce() -> None:
+        try:
+            async for chunk in result:
+                buffer.append(chunk)
+                _wake(waiter)
+        except Exception as e:  # noqa: BLE001 - logged below, the stream ends cleanly
+            outcome.append(e)
+        else:
+            outcome.append(_DONE)
+        _wake(waiter)
+
+    # One timer for the whole stream, re-armed from the last write, rather than one per wait.
+    last_write = loop.time()
+    timer: asyncio.TimerHandle | None = None
+
+    def check_silence() -> None:
+        nonlocal timer
+        due = last_write + keepalive
+        if loop.time() >= due:
+            _wake(waiter)
+            due = loop.time() + keepalive
+        timer = loop.call_at(due, check_silence)
+
+    producer = asyncio.create_task(produce())
+    timer = loop.call_at(last_write + keepalive, check_silence)
     try:
         while True:
-            if queue.empty():
+            if not buffer and not outcome:
+                waiter = loop.create_future()
                 try:
-                    async with asyncio.timeout(keepalive):
-                        item = await queue.get()
-                except TimeoutError:
+                    await waiter
+                finally:
+                    waiter = None
+                if not buffer and not outcome:
+                    last_write = loop.time()
                     yield SSE_KEEPALIVE
                     continue
-            else:
-                item = queue.get_nowait()
-            chunks: list[bytes] = []
-            while isinstance(item, bytes):
-                chunks.append(item)
-                if queue.empty():
-                    break
-                item = queue.get_nowait()
-            if chunks:
-                yield b"".join(chunks)
-            if item is _DONE:
+            if buffer:
+                chunk = buffer[0] if len(buffer) == 1 else b"".join(buffer)
+                buffer.clear()
+                last_write = loop.time()
+                yield chunk
+                continue
+            if outcome[0] is _DONE:
                 return
-            if isinstance(item, Exception):
-                # Raised outside the SDK's own error handling (a row vanished mid-way, say):
-                # end the stream with the SDK's error event rather than a broken connection.
-                logger.error("ChatKit stream failed", exc_info=item)
-                event = ErrorEvent(code=ErrorCode.STREAM_ERROR, allow_retry=False)
-                payload = event.model_dump_json(by_alias=True, exclude_none=True).encode()
-                yield b"data: " + payload + b"\n\n"
-                return
+            # Raised outside the SDK's own error handling (a row vanished mid-way, say):
+            # end the stream with the SDK's error event rather than a broken connection.
+            logger.error("ChatKit stream failed", exc_info=outcome[0])
+            event = ErrorEvent(code=ErrorCode.STREAM_ERROR, allow_retry=False)
+            payload = event.model_dump_json(by_alias=True, exclude_none=True).encode()
+            yield b"data: " + payload + b"\n\n"
+            return
     finally:
+        if timer is not None:
+            timer.cancel()
         if not producer.done():
             producer.cancel()
             # Let the SDK finish its cancellation handling before we go.
