@@ -10,7 +10,7 @@ SECRET_KEY = "bench"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1"]
 USE_TZ = True
-ROOT_URLCONF = "benchmarks.endpoint_urls"
+ROOT_URLCONF = os.environ.get("BENCH_URLCONF", "benchmarks.endpoint_urls")
 INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",

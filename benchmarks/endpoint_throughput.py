@@ -1,16 +1,24 @@
 """The ChatKit endpoint against a bare FastAPI app running the same SDK server.
 
-Both apps run under uvicorn (one worker each) on 127.0.0.1, share the database, the
+The apps run under uvicorn (one worker each) on 127.0.0.1, share the database, the
 ``DjangoStore``, the responder (``BENCH_DELTAS`` deltas per answer) and the way the user is
-found (the session cookie). The same load goes to each, alternately, ``--rounds`` times:
+found (the session cookie):
+
+- ``django``: the endpoint, ``chatkit_django.urls`` in a Django project;
+- ``django-bare``: the FastAPI app's few lines as a plain async Django view in the same
+  project, the floor for any Django view (``benchmarks/endpoint_bare_urls.py``);
+- ``fastapi``: the baseline (``benchmarks/endpoint_fastapi.py``).
+
+The same load goes to each, in turn, ``--rounds`` times:
 
 - ``--streams`` ``threads.create`` streams, ``--concurrency`` at a time; time to first event
   (first ``data:`` line) and the time to read the whole stream;
 - ``--lists`` ``threads.list`` requests, ``--concurrency`` at a time.
 
-It prints requests/s, time-to-first-event p50/p99 and total time for both, and the ratios
-(Django / FastAPI; the targets are throughput >= 0.9x and TTFE p99 <= 1.1x). No thresholds
-are asserted: read the numbers.
+It prints requests/s, time-to-first-event p50/p99 and phase times for each, and two ratios:
+endpoint / FastAPI (the targets: throughput >= 0.9x, TTFE p99 <= 1.1x) and endpoint / bare
+Django view (what the endpoint adds to Django's own cost). No thresholds are asserted: read
+the numbers.
 
     .venv/bin/python benchmarks/endpoint_throughput.py                  # SQLite
     BENCH_DB=postgres .venv/bin/python benchmarks/endpoint_throughput.py
@@ -27,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +43,13 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-APPS = {
-    "django": "benchmarks.endpoint_asgi:application",
-    "fastapi": "benchmarks.endpoint_fastapi:app",
+APPS = {  # name: (ASGI application, environment)
+    "django": ("benchmarks.endpoint_asgi:application", {}),
+    "django-bare": (
+        "benchmarks.endpoint_asgi:application",
+        {"BENCH_URLCONF": "benchmarks.endpoint_bare_urls"},
+    ),
+    "fastapi": ("benchmarks.endpoint_fastapi:app", {}),
 }
 CREATE = (
     b'{"type":"threads.create","params":{"input":{"content":[{"type":"input_text",'
@@ -148,7 +160,10 @@ async def run_load(base: str, session: str, args: argparse.Namespace) -> dict[st
         limits=limits,
         timeout=120,
     ) as http:
-        await asyncio.gather(*(one_stream(http) for _ in range(min(10, args.streams))))  # warm-up
+        # Warm-up at full concurrency, so that the database pool has grown to its working size.
+        await asyncio.gather(
+            *(one_stream(http) for _ in range(min(args.concurrency, args.streams)))
+        )
 
         async def gated(coro_factory):
             async with gate:
@@ -195,11 +210,11 @@ def main() -> None:
     }
     session = setup_database(env)
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in APPS}
-    with ExitStack() as stack:
-        bases = {name: stack.enter_context(serve(app, env)) for name, app in APPS.items()}
-        for _ in range(args.rounds):
-            for name in APPS:  # alternate, so drift hits both
-                results[name].append(asyncio.run(run_load(bases[name], session, args)))
+    for _ in range(args.rounds):
+        for name, (app, app_env) in APPS.items():  # in turn, so drift hits all alike
+            # One app up at a time: each Django app holds a connection per open stream.
+            with serve(app, {**env, **app_env}) as base:
+                results[name].append(asyncio.run(run_load(base, session, args)))
 
     def summary(runs: list[dict[str, Any]]) -> dict[str, float]:
         ttfe = [t for r in runs for t in r["ttfe"]]
@@ -214,16 +229,20 @@ def main() -> None:
             "list phase s": list_total / len(runs),
         }
 
-    django_s, fastapi_s = summary(results["django"]), summary(results["fastapi"])
+    table = {name: summary(runs) for name, runs in results.items()}
     db = os.environ.get("BENCH_DB", "sqlite")
     print(
         f"{args.streams} streams x {args.deltas} deltas + {args.lists} threads.list, "
         f"concurrency {args.concurrency}, {args.rounds} rounds, {db}, uvicorn 1 worker each"
     )
-    print(f"{'':18}{'django':>12}{'fastapi':>12}{'ratio':>10}")
-    for key in django_s:
-        ratio = django_s[key] / fastapi_s[key]
-        print(f"{key:18}{django_s[key]:12.2f}{fastapi_s[key]:12.2f}{ratio:9.2f}x")
+    print(
+        f"{'':16}" + "".join(f"{name:>13}" for name in APPS) + f"{'vs fastapi':>12}{'vs bare':>9}"
+    )
+    for key in table["django"]:
+        values = "".join(f"{table[name][key]:13.2f}" for name in APPS)
+        vs_fastapi = table["django"][key] / table["fastapi"][key]
+        vs_bare = table["django"][key] / table["django-bare"][key]
+        print(f"{key:16}{values}{vs_fastapi:11.2f}x{vs_bare:8.2f}x")
 
 
 if __name__ == "__main__":

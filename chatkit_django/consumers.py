@@ -47,13 +47,7 @@ class ChatKitConsumer(ChatKitEndpointMixin, AsyncHttpConsumer):
         if "session" in self.scope:
             request.session = self.scope["session"]
         if "user" in self.scope:
-            user = self.scope["user"]
-            request.user = user
-
-            async def auser() -> Any:
-                return user
-
-            request.auser = auser
+            request.user = self.scope["user"]
         return request
 
     async def handle(self, body: bytes) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from importlib import import_module
 from typing import Any
 
@@ -31,12 +32,13 @@ from chatkit.types import (
 )
 from django.apps import apps
 from django.conf import settings
-from django.contrib.auth import aget_user
+from django.contrib.auth import get_user
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
+from django.utils.functional import LazyObject, empty
 from pydantic import ValidationError
 from rest_framework.exceptions import APIException
 
@@ -58,6 +60,10 @@ class AuthenticationError(Exception):
         self.detail = detail
         self.code = code
         self.www_authenticate = www_authenticate
+
+
+async def _return(value: Any) -> Any:
+    return value
 
 
 class _CSRFCheck(CsrfViewMiddleware):
@@ -126,6 +132,7 @@ class ChatKitEndpointMixin:
         if user is None:
             user = AnonymousUser()
         request.user = user
+        request.auser = partial(_return, user)
         if not user.is_authenticated and not self.get_allow_anonymous():
             header = next(
                 (h for a in authenticators if (h := a.authenticate_header(request))), None
@@ -158,22 +165,24 @@ class ChatKitEndpointMixin:
     async def get_session_user(self, request: HttpRequest) -> Any:
         """The user of Django's session, if any.
 
-        With ``AuthenticationMiddleware`` that is ``request.auser()``. Without it (a project
-        that keeps sync middleware off the endpoint's path, see Deploy streaming) the session
-        is read here, with the async session and auth APIs.
+        The session is ``SessionMiddleware``'s when it runs; without it (a project that keeps
+        sync middleware off the endpoint's path, see Deploy streaming) it is read from the
+        cookie here. Session and user are loaded with the sync ``get_user()`` in one thread
+        hop: ``request.auser()`` takes two, and each costs more than the queries.
         """
-        auser = getattr(request, "auser", None)
-        if auser is not None:
-            return await auser()
-        if hasattr(request, "user"):
-            return request.user
-        session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
-        if not session_key or not apps.is_installed("django.contrib.sessions"):
-            return None
+        user = getattr(request, "user", None)
+        if isinstance(user, LazyObject):  # AuthenticationMiddleware's, maybe not loaded yet
+            if user._wrapped is not empty:
+                return user._wrapped
+        elif user is not None:  # set by Channels' AuthMiddlewareStack, or a test
+            return user
         if not hasattr(request, "session"):
+            session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+            if not session_key or not apps.is_installed("django.contrib.sessions"):
+                return None
             engine = import_module(settings.SESSION_ENGINE)
             request.session = engine.SessionStore(session_key)
-        return await aget_user(request)
+        return await sync_to_async(get_user)(request)
 
     def enforce_csrf(self, request: HttpRequest) -> None:
         """Cookie-authenticated requests must carry the CSRF token (``X-CSRFToken``)."""

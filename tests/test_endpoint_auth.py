@@ -129,3 +129,61 @@ async def test_session_works_without_any_middleware(auser_factory):
     response = await post(client, LIST, headers={"X-CSRFToken": "d" * 32})
     assert response.status_code == 403
     assert response.json()["code"] == "not_authenticated"
+
+
+MIDDLEWARE_STACKS = [
+    pytest.param([], id="no-middleware"),
+    pytest.param(
+        [
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+        ],
+        id="session-and-auth-middleware",
+    ),
+]
+
+
+@pytest.mark.parametrize("middleware", MIDDLEWARE_STACKS)
+async def test_a_session_from_before_a_password_change_is_refused(middleware, auser_factory):
+    # The session carries a hash of the password; Django's get_user() drops it when it no
+    # longer matches, which is what logs out other devices on a password change.
+    user = await auser_factory()
+    client = AsyncClient()
+    await client.aforce_login(user)
+    with override_settings(MIDDLEWARE=middleware):
+        assert (await post(client, LIST)).status_code == 200
+        user.set_password("changed")
+        await user.asave()
+        response = await post(client, LIST)
+    assert response.status_code == 403
+    assert response.json()["code"] == "not_authenticated"
+
+
+@pytest.mark.parametrize("middleware", MIDDLEWARE_STACKS)
+async def test_session_and_user_load_in_one_thread_hop(middleware, auser_factory, monkeypatch):
+    from chatkit_django import streaming
+
+    hops = []
+    real = streaming.sync_to_async
+
+    def counting(func, *args, **kwargs):
+        hops.append(getattr(func, "__name__", func))
+        return real(func, *args, **kwargs)
+
+    monkeypatch.setattr(streaming, "sync_to_async", counting)
+    user = await auser_factory()
+    client = AsyncClient()
+    await client.aforce_login(user)
+    seen = []
+
+    async def context(request):
+        # The user the endpoint found is what request.auser() gives: no second lookup.
+        seen.append((await request.auser()) is request.user)
+        return ChatKitContext(user=request.user, request=request)
+
+    settings = {"SERVER_CLASS": ECHO, "CONTEXT_FACTORY": context}
+    with override_settings(MIDDLEWARE=middleware, CHATKIT=settings):
+        response = await post(client, LIST)
+    assert response.status_code == 200
+    assert hops == ["get_user"]
+    assert seen == [True]
