@@ -310,7 +310,7 @@ class ChatKitEndpointMixin:
     def streaming_response(
         self, request: HttpRequest, result: StreamingResult, server: ChatKitServer[Any]
     ) -> StreamingHttpResponse:
-        response = StreamingHttpResponse(
+        response = EventStreamResponse(
             sse_events(result, self.get_keepalive_seconds()),
             content_type="text/event-stream",
         )
@@ -321,6 +321,20 @@ class ChatKitEndpointMixin:
         # request when the response passes by, so hiding it keeps the stream uncompressed.
         request.META.pop("HTTP_ACCEPT_ENCODING", None)
         return response
+
+
+class EventStreamResponse(StreamingHttpResponse):
+    """A ``StreamingHttpResponse`` that hands its chunks to the ASGI handler as they are.
+
+    Django's ``__aiter__`` passes every chunk through two more generators to coerce it to
+    bytes; ours are bytes already, and an SSE stream has one chunk per event.
+    """
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        if self.is_async:
+            # _iterator is what streaming_content was last set to, by us or a middleware.
+            return self._iterator
+        return super().__aiter__()
 
 
 def request_too_large_response(endpoint: ChatKitEndpointMixin) -> HttpResponse:
@@ -369,9 +383,12 @@ async def sse_events(result: StreamingResult, keepalive: float) -> AsyncIterator
     outcome: list[Any] = []  # _DONE or the exception that ended the SDK's stream
     waiter: asyncio.Future[None] | None = None
 
+    # The SDK's generator itself: StreamingResult's __aiter__ only re-yields it.
+    events = getattr(result, "json_events", result)
+
     async def produce() -> None:
         try:
-            async for chunk in result:
+            async for chunk in events:
                 buffer.append(chunk)
                 _wake(waiter)
         except Exception as e:  # noqa: BLE001 - logged below, the stream ends cleanly

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from chatkit_django.streaming import SSE_KEEPALIVE, sse_events
+from chatkit_django.streaming import SSE_KEEPALIVE, EventStreamResponse, sse_events
 
 
 class Script:
@@ -119,3 +119,31 @@ async def test_no_timer_outlives_the_stream():
     await collect(sse_events(Script(b"a", 0.01, b"b"), keepalive=0.05))
     after = {h for h in loop._scheduled if not h.cancelled()}
     assert after <= before
+
+
+async def test_the_response_hands_its_chunks_to_the_handler_as_they_are():
+    async def events():
+        yield b"data: 1\n\n"
+        yield b"data: 2\n\n"
+
+    stream = events()
+    response = EventStreamResponse(stream, content_type="text/event-stream")
+    assert aiter(response) is stream
+    assert [chunk async for chunk in response] == [b"data: 1\n\n", b"data: 2\n\n"]
+
+
+async def test_the_response_serves_what_a_middleware_put_in_its_place():
+    async def events():
+        yield b"data: 1\n\n"
+
+    async def wrapped(inner):
+        async for chunk in inner:
+            yield chunk.upper()
+
+    response = EventStreamResponse(events(), content_type="text/event-stream")
+    response.streaming_content = wrapped(response.streaming_content)
+    assert [chunk async for chunk in response] == [b"DATA: 1\n\n"]
+    # A synchronous replacement is Django's business: its own __aiter__ serves it.
+    response.streaming_content = iter(["plain"])
+    with pytest.warns(Warning, match="synchronous iterators"):
+        assert [chunk async for chunk in response] == [b"plain"]
