@@ -86,4 +86,9 @@ def _close_executor_connections(request: pytest.FixtureRequest) -> Any:
         asyncio.run(sync_to_async(connections.close_all)())
 
 
-pytest_plugins = ["tests.live_server", "tests.storage_fixtures", "tests.fake_openai"]
+pytest_plugins = [
+    "tests.live_server",
+    "tests.storage_fixtures",
+    "tests.fake_openai",
+    "tests.browser",
+]
