@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.live_server import free_port
+from tests.live_server import ROOT, free_port, serving
 
-ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -57,28 +54,6 @@ def example_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     seeded = json.loads(run("-m", "tests.browser_seed"))
     run("manage.py", "demo_setup")
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, f"runserver exited with {proc.returncode}"
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "runserver did not start within 30 s"
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}", seeded
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    runserver = ["manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
+    with serving(runserver, env, port, "runserver") as url:
+        yield url, seeded

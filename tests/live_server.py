@@ -28,6 +28,33 @@ def free_port() -> int:
 
 
 @contextmanager
+def serving(args: list[str], env: dict[str, str], port: int, name: str) -> Iterator[str]:
+    """Run ``python *args`` until the block ends; yield its base URL once ``port`` answers."""
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env)
+    try:
+        # Generous: a loaded CI machine can take a while to import Django and the SDK.
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not start within 60 s") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
 def run_live_server(
     app: str = "tests.asgi:application", env: dict[str, str] | None = None
 ) -> Iterator[str]:
@@ -40,44 +67,10 @@ def run_live_server(
         "PYTHONDEVMODE": "0",
         **(env or {}),
     }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            app,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--lifespan",
-            "off",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=child_env,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("uvicorn did not start within 30 s") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    args = ["-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--lifespan", "off", "--log-level", "warning"]
+    with serving(args, child_env, port, "uvicorn") as url:
+        yield url
 
 
 @pytest.fixture
