@@ -241,17 +241,27 @@ class ChatKitEndpointMixin:
                 str(e.detail), codes if isinstance(codes, str) else "invalid", e.status_code
             )
         except ValueError as e:
+            if isinstance(e, ValidationError):
+                # pydantic's errors are ValueErrors too, but the request was validated
+                # above: this is the server building an invalid model, a bug of ours.
+                return await self.server_error(request, parsed)
             # The SDK raises ValueError for requests that are well-formed but do not apply
             # (a sync action on a non-widget item, for instance).
             return error_response(str(e), "invalid_request", 400)
-        except Exception:
-            logger.exception("ChatKit request %s failed", parsed.type)
-            await got_request_exception.asend(sender=type(self), request=request)
-            return error_response("The server failed to answer.", "server_error", 500)
+        except Exception:  # noqa: BLE001 - logged with its traceback by server_error()
+            return await self.server_error(request, parsed)
 
         if isinstance(result, StreamingResult):
             return self.streaming_response(request, result, server)
         return HttpResponse(result.json, content_type="application/json")
+
+    async def server_error(self, request: HttpRequest, parsed: ChatKitReq) -> HttpResponse:
+        """500, logged with the traceback and sent as ``got_request_exception`` (Sentry...)."""
+        logger.exception("ChatKit request %s failed", parsed.type)
+        # send(), in a thread: asgiref re-raises the exception there, so receivers see it in
+        # sys.exc_info(). asend() runs them in a new task, where it is gone.
+        await sync_to_async(got_request_exception.send)(sender=type(self), request=request)
+        return error_response("The server failed to answer.", "server_error", 500)
 
     async def process(
         self, server: ChatKitServer[Any], request: ChatKitReq, body: bytes, context: Any

@@ -6,17 +6,21 @@ import json
 
 import pytest
 from chatkit.types import (
+    Action,
     FeedbackKind,
     ItemFeedbackParams,
     ItemsFeedbackReq,
     ItemsListParams,
     ItemsListReq,
+    ThreadCustomActionParams,
     ThreadGetByIdParams,
     ThreadListParams,
     ThreadsGetByIdReq,
     ThreadsListReq,
+    ThreadsSyncCustomActionReq,
 )
 from django.test import AsyncClient, override_settings
+from pydantic import TypeAdapter, ValidationError
 
 from chatkit_django.models import Feedback, Thread, ThreadItem
 from tests.chatkit_client import (
@@ -27,6 +31,7 @@ from tests.chatkit_client import (
     post,
     read_stream,
 )
+from tests.testapp.server import EchoServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -222,3 +227,50 @@ async def test_exception_in_respond_ends_with_the_sdk_error_event(client):
     # The user's message was saved before the responder broke, and stays.
     assert await ThreadItem.objects.filter(thread_id=thread_id, type="user_message").aexists()
     assert json.loads(json.dumps(events[-1]))["allow_retry"] is True
+
+
+class FailingServer(EchoServer):
+    """``sync_action`` fails the way the action's type says."""
+
+    async def sync_action(self, thread, action, sender, context):
+        if action.type == "not-applicable":
+            raise ValueError("This action does not apply here.")
+        if action.type == "invalid-model":
+            TypeAdapter(int).validate_python("not a number")
+        raise RuntimeError("the responder crashed")
+
+
+@pytest.mark.parametrize(
+    ("action", "status", "code", "detail"),
+    [
+        ("not-applicable", 400, "invalid_request", "This action does not apply here."),
+        # pydantic's ValidationError is a ValueError too, but here it is a server bug.
+        ("invalid-model", 500, "server_error", "The server failed to answer."),
+        ("crash", 500, "server_error", "The server failed to answer."),
+    ],
+)
+async def test_errors_inside_the_server_are_answered_as_json(
+    client, caplog, action, status, code, detail
+):
+    thread_id, _ = await create_thread(client)
+    # The test client records what got_request_exception receivers see in sys.exc_info().
+    client.raise_request_exception = False
+    request = ThreadsSyncCustomActionReq(
+        params=ThreadCustomActionParams(thread_id=thread_id, action=Action(type=action))
+    )
+    with override_settings(CHATKIT={"SERVER_CLASS": "tests.test_endpoint.FailingServer"}):
+        response = await post(client, request)
+    assert response.status_code == status
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": detail, "code": code}
+    if status == 500:
+        # Logged with the traceback, and signalled with the exception, as Django does for
+        # views (error reporters hook got_request_exception).
+        expected = ValidationError if action == "invalid-model" else RuntimeError
+        assert response.exc_info is not None
+        assert isinstance(response.exc_info[1], expected)
+        record = next(r for r in caplog.records if r.name == "chatkit_django.streaming")
+        assert record.exc_info is not None
+        assert "threads.sync_custom_action" in record.getMessage()
+    else:
+        assert response.exc_info is None
