@@ -21,13 +21,17 @@ from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
 from chatkit.store import NotFoundError
 from chatkit.types import (
     ChatKitReq,
+    ClientToolCallItem,
     ErrorEvent,
     StreamingReq,
     StructuredInputItem,
+    ThreadsAddClientToolOutputReq,
     ThreadsAddStructuredInputReq,
     ThreadsAddUserMessageReq,
     ThreadsCreateReq,
     ThreadsCustomActionReq,
+    ThreadsRetryAfterItemReq,
+    UserMessageItem,
     is_streaming_req,
 )
 from django.apps import apps
@@ -314,6 +318,18 @@ class ChatKitEndpointMixin:
                 raise ValueError(f"Item {item.id} is not a structured input item.")  # noqa: TRY004 (400, as the SDK)
             if item.status != "pending":
                 raise ValueError(f"Structured input item {item.id} is not pending.")
+        elif isinstance(request, ThreadsAddClientToolOutputReq):
+            last = await server.store.load_thread_items(thread_id, None, 1, "desc", context)  # type: ignore[arg-type]
+            item = last.data[0] if last.data else None
+            if not (isinstance(item, ClientToolCallItem) and item.status == "pending"):
+                raise ValueError(
+                    f"The last item of thread {thread_id} is not a pending client tool call."
+                )
+        elif isinstance(request, ThreadsRetryAfterItemReq):
+            item = await server.store.load_item(thread_id, request.params.item_id, context)  # type: ignore[arg-type]
+            # The SDK would end a 200 stream with an error event, or answer nothing at all.
+            if not isinstance(item, UserMessageItem):
+                raise ValueError(f"Item {item.id} is not a user message.")  # noqa: TRY004 (400, as the SDK)
         elif isinstance(request, ThreadsCustomActionReq) and request.params.item_id:
             await server.store.load_item(thread_id, request.params.item_id, context)  # type: ignore[arg-type]
 

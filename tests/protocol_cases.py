@@ -128,6 +128,14 @@ async def threads_add_user_message(case: Case) -> None:
 
 async def threads_add_client_tool_output(case: Case) -> None:
     await case.start()
+    request = ThreadsAddClientToolOutputReq(
+        params=ThreadAddClientToolOutputParams(thread_id=case.thread_id, result={"lat": 1})
+    )
+    # No pending tool call: refused before any stream (the SDK would send an error event).
+    refused = await case.send(request)
+    assert refused.status == 400
+    assert refused.json()["code"] == "invalid_request"
+    assert "not a pending client tool call" in refused.json()["detail"]
     call = ClientToolCallItem(
         id=case.new_id("tc"),
         thread_id=case.thread_id,
@@ -137,9 +145,6 @@ async def threads_add_client_tool_output(case: Case) -> None:
         arguments={},
     )
     await case.add(call)
-    request = ThreadsAddClientToolOutputReq(
-        params=ThreadAddClientToolOutputParams(thread_id=case.thread_id, result={"lat": 1})
-    )
     events = (await case.send(request)).events()
     assert events[-1]["item"]["content"][0]["text"] == "echo: "
     row = await ThreadItem.objects.aget(pk=call.id)

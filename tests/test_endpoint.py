@@ -15,8 +15,10 @@ from chatkit.types import (
     ThreadCustomActionParams,
     ThreadGetByIdParams,
     ThreadListParams,
+    ThreadRetryAfterItemParams,
     ThreadsGetByIdReq,
     ThreadsListReq,
+    ThreadsRetryAfterItemReq,
     ThreadsSyncCustomActionReq,
 )
 from django.test import AsyncClient, override_settings
@@ -171,6 +173,33 @@ async def test_someone_elses_thread_is_404_before_any_stream(client, auser_facto
     response = await post(other, ThreadsGetByIdReq(params=ThreadGetByIdParams(thread_id=thread_id)))
     assert response.status_code == 404
     assert await ThreadItem.objects.filter(thread_id=thread_id).acount() == 2
+
+
+async def test_retrying_an_item_that_is_missing_or_not_a_user_message_fails_before_any_stream(
+    client,
+):
+    thread_id, events = await create_thread(client)
+    user_item, answer = events[1]["item"]["id"], events[-1]["item"]["id"]
+
+    def retry(item_id):
+        return ThreadsRetryAfterItemReq(
+            params=ThreadRetryAfterItemParams(thread_id=thread_id, item_id=item_id)
+        )
+
+    response = await post(client, retry("msg_missing"))
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+    response = await post(client, retry(answer))
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": f"Item {answer} is not a user message.",
+        "code": "invalid_request",
+    }
+    # Nothing was removed or added; a real retry still works.
+    assert await ThreadItem.objects.filter(thread_id=thread_id).acount() == 2
+    response = await post(client, retry(user_item))
+    assert response.status_code == 200
+    assert parse_sse(await read_stream(response))[-1]["item"]["content"][0]["text"] == "echo: hello"
 
 
 async def test_missing_thread_is_404(client):
