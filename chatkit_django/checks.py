@@ -23,6 +23,8 @@ POSITIVE_NUMBERS = (
     "ATTACHMENT_TEXT_MAX_CHARS",
     "ENTITY_SEARCH_LIMIT",
 )
+# Positive numbers that may also be None (the feature off).
+OPTIONAL_POSITIVE_NUMBERS = ("RELEASE_CONNECTIONS_SECONDS",)
 
 
 def _user_settings() -> Any:
@@ -65,8 +67,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
             )
     errors.extend(_check_server_class(imported, "SERVER_CLASS" in imported))
     errors.extend(_check_entity_sources(imported.get("ENTITY_SOURCES")))
-    for key in POSITIVE_NUMBERS:
+    for key in POSITIVE_NUMBERS + OPTIONAL_POSITIVE_NUMBERS:
         value = user.get(key, DEFAULTS[key])
+        if value is None and key in OPTIONAL_POSITIVE_NUMBERS:
+            continue
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             errors.append(
                 Error(

@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "CONTEXT_FACTORY": None,
     "MAX_REQUEST_BYTES": 10 * 1024 * 1024,
     "KEEPALIVE_SECONDS": 15.0,
+    "RELEASE_CONNECTIONS_SECONDS": 1.0,
     # Attachments
     "STORAGE_ALIAS": None,
     "MAX_UPLOAD_BYTES": 20 * 1024 * 1024,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
 from importlib import import_module
 from typing import Any
@@ -40,6 +40,7 @@ from django.contrib.auth import get_user
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.core.signals import got_request_exception
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.functional import LazyObject, empty
@@ -95,6 +96,19 @@ class ChatKitEndpointMixin:
 
     def get_keepalive_seconds(self) -> float:
         return chatkit_settings.KEEPALIVE_SECONDS
+
+    def get_release_connections_seconds(self) -> float | None:
+        return chatkit_settings.RELEASE_CONNECTIONS_SECONDS
+
+    async def release_connections(self) -> None:
+        """Give back this request's idle database connections (to the pool, if any).
+
+        Under ASGI a request keeps its thread's connection until it finishes, which for a
+        stream is when the model is done talking. Django's own ``close_old_connections``
+        closes only what ``CONN_MAX_AGE`` lets it close and never inside a transaction;
+        the next query of the request opens a connection again.
+        """
+        await sync_to_async(close_old_connections)()
 
     def get_allow_anonymous(self) -> bool:
         return chatkit_settings.ALLOW_ANONYMOUS
@@ -336,10 +350,14 @@ class ChatKitEndpointMixin:
     def streaming_response(
         self, request: HttpRequest, result: StreamingResult, server: ChatKitServer[Any]
     ) -> StreamingHttpResponse:
-        response = EventStreamResponse(
-            sse_events(result, self.get_keepalive_seconds()),
-            content_type="text/event-stream",
+        release_every = self.get_release_connections_seconds()
+        events = sse_events(
+            result,
+            self.get_keepalive_seconds(),
+            release=self.release_connections if release_every else None,
+            release_every=release_every,
         )
+        response = EventStreamResponse(events, content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
         # This is a hack: GZipMiddleware compresses streaming responses too, and a gzip stream
@@ -391,8 +409,16 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
         waiter.set_result(None)
 
 
-async def sse_events(result: StreamingResult, keepalive: float) -> AsyncIterator[bytes]:
+async def sse_events(
+    result: StreamingResult,
+    keepalive: float,
+    release: Callable[[], Awaitable[None]] | None = None,
+    release_every: float | None = None,
+) -> AsyncIterator[bytes]:
     """The SDK's SSE bytes, with a keep-alive comment after ``keepalive`` seconds of silence.
+
+    Every ``release_every`` seconds, ``release()`` runs between writes (the endpoint gives
+    back its database connections there, see ``release_connections``).
 
     The SDK's generator runs in a task of its own, so waiting for its next event can time
     out without disturbing it. What it produces is buffered without bound on purpose: the
@@ -435,16 +461,35 @@ async def sse_events(result: StreamingResult, keepalive: float) -> AsyncIterator
             due = loop.time() + keepalive
         timer = loop.call_at(due, check_silence)
 
+    release_due = False
+    release_timer: asyncio.TimerHandle | None = None
+
+    def call_for_release() -> None:
+        nonlocal release_due, release_timer
+        release_due = True
+        _wake(waiter)
+        release_timer = loop.call_later(release_every, call_for_release)  # type: ignore[arg-type]
+
     producer = asyncio.create_task(produce())
     timer = loop.call_at(last_write + keepalive, check_silence)
+    if release is not None and release_every:
+        release_timer = loop.call_later(release_every, call_for_release)
     try:
         while True:
+            if release_due:
+                release_due = False
+                try:
+                    await release()  # type: ignore[misc]
+                except Exception:
+                    logger.exception("Releasing database connections during a stream failed")
             if not buffer and not outcome:
                 waiter = loop.create_future()
                 try:
                     await waiter
                 finally:
                     waiter = None
+                if release_due:
+                    continue
                 if not buffer and not outcome:
                     last_write = loop.time()
                     yield SSE_KEEPALIVE
@@ -465,8 +510,9 @@ async def sse_events(result: StreamingResult, keepalive: float) -> AsyncIterator
             yield b"data: " + payload + b"\n\n"
             return
     finally:
-        if timer is not None:
-            timer.cancel()
+        for handle in (timer, release_timer):
+            if handle is not None:
+                handle.cancel()
         if not producer.done():
             producer.cancel()
             # Let the SDK finish its cancellation handling before we go.

@@ -78,6 +78,11 @@ CHATKIT = {
     # A live server subprocess can be given another server class and keep-alive interval.
     "SERVER_CLASS": os.environ.get("CHATKIT_TEST_SERVER_CLASS", "tests.testapp.server.EchoServer"),
     "KEEPALIVE_SECONDS": float(os.environ.get("CHATKIT_TEST_KEEPALIVE", "15")),
+    "RELEASE_CONNECTIONS_SECONDS": (
+        None
+        if os.environ.get("CHATKIT_TEST_RELEASE") == "off"
+        else float(os.environ.get("CHATKIT_TEST_RELEASE", "1"))
+    ),
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 AUTHENTICATION_BACKENDS = [

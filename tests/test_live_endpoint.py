@@ -116,6 +116,29 @@ def test_keepalive_comments_while_the_responder_is_silent(live_server_factory, a
     assert parse_sse(raw)[-1]["item"]["content"][0]["text"] == "partial done"
 
 
+@pytest.mark.parametrize(("release", "expected"), [("0.2", "released"), ("off", "held")])
+def test_a_stream_gives_back_its_database_connection_while_the_model_talks(
+    live_server_factory, app, session, release, expected
+):
+    env = {**SCRIPTED, "CHATKIT_TEST_RELEASE": release}
+    base = live_server_factory(app, env=env)
+    user, cookies, headers = session
+    with httpx.Client(base_url=base, cookies=cookies, headers=headers, timeout=60) as http:
+        response = http.post(ENDPOINT, content=body(create_req("probe 0.6")))
+    events = parse_sse(response.content)
+    # The thread and the user message were saved before the pause; the connection that
+    # saved them was open then, and is given back (or not) while the responder is silent.
+    assert events[-1]["item"]["content"][0]["text"] == f"partial {expected}"
+    # The answer was still saved, on a connection opened again.
+    thread_id = events[0]["thread"]["id"]
+    texts = [
+        row.data["content"][0]["text"]
+        for row in ThreadItem.objects.filter(thread_id=thread_id, type="assistant_message")
+    ]
+    assert texts == [f"partial {expected}"]
+    assert Thread.objects.get(pk=thread_id).owner == user
+
+
 def test_json_requests_and_errors_over_the_wire(live_server_factory, app, session):
     base = live_server_factory(app)
     _, cookies, headers = session

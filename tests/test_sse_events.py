@@ -147,3 +147,40 @@ async def test_the_response_serves_what_a_middleware_put_in_its_place():
     response.streaming_content = iter(["plain"])
     with pytest.warns(Warning, match="synchronous iterators"):
         assert [chunk async for chunk in response] == [b"plain"]
+
+
+async def test_release_runs_every_interval_while_the_stream_is_open():
+    calls = []
+
+    async def release():
+        calls.append(asyncio.get_running_loop().time())
+
+    script = Script(b"a", 0.35, b"b", 0.01, b"c")
+    chunks = await collect(sse_events(script, keepalive=5, release=release, release_every=0.1))
+    assert b"".join(chunks) == b"abc"
+    assert SSE_KEEPALIVE not in chunks  # a release is not a silence
+    assert 2 <= len(calls) <= 4
+    # Nothing runs once the stream is over.
+    count = len(calls)
+    await asyncio.sleep(0.25)
+    assert len(calls) == count
+
+
+async def test_a_failing_release_is_logged_and_the_stream_goes_on(caplog):
+    async def release():
+        raise RuntimeError("database went away")
+
+    script = Script(b"a", 0.25, b"b")
+    chunks = await collect(sse_events(script, keepalive=5, release=release, release_every=0.1))
+    assert b"".join(chunks) == b"ab"
+    assert "Releasing database connections" in caplog.text
+
+
+async def test_no_release_without_an_interval():
+    calls = []
+
+    async def release():
+        calls.append(1)
+
+    await collect(sse_events(Script(b"a", 0.2, b"b"), keepalive=5, release=release))
+    assert calls == []

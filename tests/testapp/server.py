@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from chatkit.types import (
     Action,
     AssistantMessageContent,
@@ -22,6 +23,7 @@ from chatkit.types import (
     UserMessageItem,
     WidgetItem,
 )
+from django.db import connection
 
 from chatkit_django.context import ChatKitContext
 from chatkit_django.server import DjangoChatKitServer
@@ -93,6 +95,8 @@ class ScriptedServer(EchoServer):
     - ``gate <path>``: wait until the file ``<path>`` exists, then finish with "done".
     - ``sleep <seconds>``: stay silent that long, then finish.
     - ``fail``: raise inside ``respond`` after the first delta.
+    - ``probe <seconds>``: stay silent that long, then finish with "held" or "released":
+      whether the request's database connection is still open.
     Anything else is echoed like ``EchoServer`` does.
     """
 
@@ -104,7 +108,7 @@ class ScriptedServer(EchoServer):
     ) -> AsyncIterator[ThreadStreamEvent]:
         text = item_preview(input_user_message) if input_user_message else ""
         command, _, arg = text.partition(" ")
-        if command not in {"gate", "sleep", "fail"}:
+        if command not in {"gate", "sleep", "fail", "probe"}:
             async for event in super().respond(thread, input_user_message, context):
                 yield event
             return
@@ -127,6 +131,11 @@ class ScriptedServer(EchoServer):
                 await asyncio.sleep(0.01)
         else:
             await asyncio.sleep(float(arg))
+        text = "partial done"
+        if command == "probe":
+            # In the request's database thread, as the store's next query would be.
+            held = await sync_to_async(lambda: connection.connection is not None)()
+            text = "partial held" if held else "partial released"
         yield ThreadItemDoneEvent(
-            item=item.model_copy(update={"content": [AssistantMessageContent(text="partial done")]})
+            item=item.model_copy(update={"content": [AssistantMessageContent(text=text)]})
         )
