@@ -16,11 +16,13 @@ class Thread(models.Model):
     """A conversation, owned by one user."""
 
     id = models.CharField(_("id"), max_length=255, primary_key=True)
+    # Foreign keys whose column leads a composite index below get no index of their own.
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
         related_name="chatkit_threads",
         verbose_name=_("owner"),
+        db_index=False,
     )
     title = models.TextField(_("title"), blank=True, default="")
     status = models.CharField(_("status"), max_length=16, default="active")
@@ -49,7 +51,11 @@ class ThreadItem(models.Model):
 
     id = models.CharField(_("id"), max_length=255, primary_key=True)
     thread = models.ForeignKey(
-        Thread, on_delete=models.CASCADE, related_name="items", verbose_name=_("thread")
+        Thread,
+        on_delete=models.CASCADE,
+        related_name="items",
+        verbose_name=_("thread"),
+        db_index=False,
     )
     type = models.CharField(_("type"), max_length=64)
     created_at = models.DateTimeField(_("created at"))
@@ -85,6 +91,7 @@ class Attachment(models.Model):
         on_delete=models.CASCADE,
         related_name="chatkit_attachments",
         verbose_name=_("owner"),
+        db_index=False,
     )
     # Deleting a thread deletes its attachments (and, on commit, their bytes).
     thread = models.ForeignKey(
@@ -94,6 +101,7 @@ class Attachment(models.Model):
         blank=True,
         related_name="attachments",
         verbose_name=_("thread"),
+        db_index=False,
     )
     name = models.CharField(_("name"), max_length=255)
     mime_type = models.CharField(_("MIME type"), max_length=255)
@@ -128,10 +136,18 @@ class Feedback(models.Model):
         NEGATIVE = "negative", _("negative")
 
     thread = models.ForeignKey(
-        Thread, on_delete=models.CASCADE, related_name="feedback", verbose_name=_("thread")
+        Thread,
+        on_delete=models.CASCADE,
+        related_name="feedback",
+        verbose_name=_("thread"),
+        db_index=False,
     )
     item = models.ForeignKey(
-        ThreadItem, on_delete=models.CASCADE, related_name="feedback", verbose_name=_("item")
+        ThreadItem,
+        on_delete=models.CASCADE,
+        related_name="feedback",
+        verbose_name=_("item"),
+        db_index=False,
     )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,

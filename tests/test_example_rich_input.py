@@ -4,6 +4,7 @@ import io
 from typing import Any
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.core.management import call_command
 from django.test import AsyncClient
 from django.urls import reverse
@@ -81,7 +82,8 @@ async def test_survey_is_asked_answered_persisted_and_followed_up(
     # The answer shows in the admin's transcript of the thread.
     admin = AsyncClient()
     await admin.aforce_login(await auser_factory(is_staff=True, is_superuser=True))
-    page = await admin.get(reverse("admin:chatkit_django_thread_change", args=[thread_id]))
+    # quote(): the admin reads "_XX" in a URL as an escape, and ids are random hex.
+    page = await admin.get(reverse("admin:chatkit_django_thread_change", args=[quote(thread_id)]))
     html = page.content.decode()
     assert page.status_code == 200
     assert "Which rich input should we try first?" in html
