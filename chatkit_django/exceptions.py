@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import JsonResponse
 from django.utils.translation import gettext_lazy as _
 from rest_framework import status
@@ -23,7 +24,16 @@ def error_response(detail: str, code: str, status_code: int) -> JsonResponse:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, with the error ``code`` beside ``detail``."""
+    """DRF's handler, with the error ``code`` beside ``detail``.
+
+    Django's own refusals of a request body (too many fields or files, form data over
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE``) are ``SuspiciousOperation``s, which DRF leaves to
+    Django's HTML 400 page; they are answered in our shape here.
+    """
+    if isinstance(exc, RequestDataTooBig):
+        exc = RequestTooLarge(str(exc))
+    elif isinstance(exc, SuspiciousOperation):
+        exc = BadRequest(str(exc))
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, APIException):
         codes = exc.get_codes()
@@ -38,6 +48,12 @@ class NotFound(APIException):
     status_code = status.HTTP_404_NOT_FOUND
     default_detail = _("Not found.")
     default_code = "not_found"
+
+
+class BadRequest(APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = _("The request could not be read.")
+    default_code = "bad_request"
 
 
 class RequestTooLarge(APIException):

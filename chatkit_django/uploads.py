@@ -41,6 +41,7 @@ from chatkit_django._internal.files import (
     is_image,
     normalize_mime,
 )
+from chatkit_django._internal.nul import has_nul
 from chatkit_django.attachments import (
     DjangoAttachmentStore,
     build_attachment,
@@ -182,7 +183,7 @@ class UploadTargetView(AttachmentAPIView):
     def claim_token(self, request: Request, attachment_id: str) -> dict[str, str]:
         token = request.query_params.get("token") or request.headers.get("X-ChatKit-Upload-Token")
         if not token:
-            row = Attachment.objects.filter(pk=attachment_id).only("owner_id").first()
+            row = find_attachment(attachment_id, "owner_id")
             if row is None or not user_has_access(request.user, row, "change"):
                 raise exceptions.NotFound
             raise exceptions.InvalidUploadToken("This upload URL needs its token.")
@@ -219,7 +220,9 @@ class UploadTargetView(AttachmentAPIView):
 
     def store_bytes(self, request: Request, attachment_id: str, *, multipart: bool) -> Response:
         store = self.get_attachment_store()
-        row = Attachment.objects.get(pk=attachment_id)
+        row = find_attachment(attachment_id)
+        if row is None:  # deleted (attachments.delete) since the token was spent
+            raise exceptions.NotFound
         mime_type = row.mime_type
         if multipart:
             content: Any = self.multipart_file(request)
@@ -238,9 +241,12 @@ class UploadTargetView(AttachmentAPIView):
             attachment = build_attachment(attachment_id, row.name, mime_type, request._request)
             data = {**row.data, **attachment.model_dump(mode="json", by_alias=True)}
             data["upload_descriptor"] = None
-            Attachment.objects.filter(pk=attachment_id).update(
+            saved = Attachment.objects.filter(pk=attachment_id, uploaded_at__isnull=True).update(
                 file=stored, size=size, uploaded_at=timezone.now(), data=data
             )
+            if not saved:
+                # Deleted while its bytes streamed in: they must not outlive it.
+                raise exceptions.NotFound
         except BaseException:
             store.get_storage().delete(stored)
             raise
@@ -273,7 +279,7 @@ class AttachmentContentView(AttachmentAPIView):
         super().permission_denied(request, message=message, code=code)
 
     def get_object(self, request: Request, attachment_id: str) -> Attachment:
-        row = Attachment.objects.filter(pk=attachment_id).first()
+        row = find_attachment(attachment_id)
         if row is None:
             raise exceptions.NotFound
         try:
@@ -321,6 +327,14 @@ class AttachmentContentView(AttachmentAPIView):
             # it (StreamingHttpResponse.__aiter__); an async one is sent chunk by chunk.
             response.streaming_content = _read_async(f)
         return response
+
+
+def find_attachment(attachment_id: str, *fields: str) -> Attachment | None:
+    """The row, or ``None``; ids no row can have (a NUL, PostgreSQL refuses) are not looked up."""
+    if has_nul(attachment_id) or len(attachment_id) > 255:
+        return None
+    rows = Attachment.objects.filter(pk=attachment_id)
+    return (rows.only(*fields) if fields else rows).first()
 
 
 async def _read_async(f: Any, chunk_size: int = 64 * 1024) -> AsyncIterator[bytes]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+import re
 import unicodedata
 from collections.abc import Iterable
 from typing import Any
@@ -31,8 +32,18 @@ def guess_mime(name: str | None) -> str:
     return normalize_mime(mimetypes.guess_type(name or "")[0]) or "application/octet-stream"
 
 
+# type "/" subtype, each an RFC 6838 restricted name: no spaces, controls or NUL, 127 at most.
+MIME_RE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
+
+
 def mime_allowed(mime: str, patterns: Iterable[str]) -> bool:
-    """Whether ``mime`` matches one of ``patterns`` (``"image/png"``, ``"image/*"``, ``"*/*"``)."""
+    """Whether ``mime`` is a well-formed type matching one of ``patterns``.
+
+    Patterns are ``"image/png"``, ``"image/*"`` or ``"*/*"``. A malformed type (a line break,
+    a NUL, an overlong name) matches nothing: it would end up in a ``Content-Type`` header.
+    """
+    if not MIME_RE.fullmatch(mime):
+        return False
     major = mime.partition("/")[0]
     for pattern in patterns:
         pattern = pattern.lower()
