@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -102,8 +103,12 @@ ENTITY_BLOCK = '<ENTITY id="{id}" source="{source}">\n{text}\n</ENTITY>'
 
 
 def fence(text: str, tag: str) -> str:
-    """``text`` without occurrences of ``</tag>``, so it cannot close its block early."""
-    return text.replace(f"</{tag}>", "").replace(f"</{tag.lower()}>", "")
+    """``text`` with every closer of ``tag`` defused, so it cannot close its block early.
+
+    One pass, any case, any spacing, and nothing removed: ``</EN</ENTITY>TITY>`` cannot
+    re-form a closer the way deleting the inner one would let it.
+    """
+    return re.sub(rf"<(\s*/\s*{tag}\b)", "\u2039\\1", text, flags=re.IGNORECASE)
 
 
 def quote_attr(value: str) -> str:

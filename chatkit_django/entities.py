@@ -170,7 +170,8 @@ def split_entity_id(entity_id: str) -> tuple[EntitySource, str] | None:
     """The source and primary key an entity id names, or ``None`` for an unknown source."""
     name, sep, pk = entity_id.partition(":")
     source = get_entity_sources().get(name)
-    if not sep or not pk or source is None:
+    # NUL: no row can have it, and PostgreSQL refuses it in a query.
+    if not sep or not pk or source is None or "\x00" in pk or len(pk) > 255:
         return None
     return source, pk
 
@@ -233,6 +234,10 @@ class EntitySearchView(EntityView):
 
     async def get(self, request: HttpRequest, user: Any) -> JsonResponse:
         query = request.GET.get("q", "").strip()
+        if "\x00" in query:
+            return error_response(
+                _("The search query contains a NUL character."), "invalid_query", 400
+            )
         if len(query) > MAX_QUERY_CHARS:
             return error_response(
                 _("The search query is longer than %(max)d characters.") % {"max": MAX_QUERY_CHARS},

@@ -22,7 +22,7 @@ from chatkit.types import (
     UserMessageTagContent,
 )
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, models, router, transaction
 from django.utils import timezone
 from pydantic import BaseModel, TypeAdapter
 
@@ -197,7 +197,7 @@ class DjangoStore(Store[ChatKitContext]):
         Items go with one plain DELETE (``deletion.delete_items``); attachments still go
         through the ORM, so their own deletion signals run.
         """
-        db = self.thread_model.objects.db
+        db = router.db_for_write(self.thread_model)  # objects.db is the read alias
         with transaction.atomic(using=db):
             chatkit_models.Feedback.objects.filter(thread_id=thread_id).delete()
             delete_items(self.item_model, [thread_id], using=db)
@@ -402,8 +402,9 @@ def _has_perm(user: Any, perm: str, obj: models.Model) -> bool:
 @sync_to_async
 def _insert(model: type[models.Model], **fields: Any) -> None:
     # A savepoint, so that a duplicate id does not break an enclosing transaction.
-    with transaction.atomic(using=model.objects.db):
-        model.objects.create(**fields)
+    db = router.db_for_write(model)  # objects.db is the read alias
+    with transaction.atomic(using=db):
+        model.objects.using(db).create(**fields)
 
 
 def _page(rows: list[tuple[str, Any]], limit: int, load: Any) -> Page[Any]:

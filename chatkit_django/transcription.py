@@ -157,4 +157,8 @@ async def transcribe_audio(audio: AudioInput, *, model: str | None = None) -> Tr
     except openai.APIError as e:  # connection errors, timeouts, malformed responses
         logger.warning("Transcription failed upstream: %s", e)
         raise TranscriptionUpstreamError from e
-    return TranscriptionResult(text=result.text)
+    text = getattr(result, "text", None)
+    if not isinstance(text, str):  # a 200 that is not a transcription
+        logger.warning("Transcription answer without text: %r", result)
+        raise TranscriptionUpstreamError
+    return TranscriptionResult(text=text)

@@ -111,7 +111,7 @@ async def test_text_is_capped_and_cannot_close_its_block(auser_factory: Any, set
 
     assert part["text"] == (
         '<ATTACHMENT name="a \'b\'.txt" type="text/plain">\n'
-        "abcdxxx"  # 20 characters read, then the closing tag inside them dropped
+        "ab\u2039/ATTACHMENT>cdxxx"  # 20 characters read, the closing tag inside defused
         "\n[Truncated to the first 20 characters.]\n</ATTACHMENT>"
     )
     assert part["text"].count("</ATTACHMENT>") == 1
@@ -195,7 +195,7 @@ async def test_tag_resolves_to_a_delimited_entity_block(auser_factory: Any) -> N
 
     assert part == {
         "type": "input_text",
-        "text": f'<ENTITY id="note:{note.pk}" source="note">\nTitle: Plan\nGrow  by 10%\n</ENTITY>',
+        "text": f'<ENTITY id="note:{note.pk}" source="note">\nTitle: Plan\nGrow \u2039/ENTITY> by 10%\n</ENTITY>',
     }
 
 
