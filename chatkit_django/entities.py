@@ -27,6 +27,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils.translation import gettext_lazy as _
 from django.views import View
 
+from chatkit_django._internal.nul import has_nul, names_nothing
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.exceptions import error_response
 from chatkit_django.streaming import AuthenticationError, ChatKitEndpointMixin
@@ -170,8 +171,7 @@ def split_entity_id(entity_id: str) -> tuple[EntitySource, str] | None:
     """The source and primary key an entity id names, or ``None`` for an unknown source."""
     name, sep, pk = entity_id.partition(":")
     source = get_entity_sources().get(name)
-    # NUL: no row can have it, and PostgreSQL refuses it in a query.
-    if not sep or not pk or source is None or "\x00" in pk or len(pk) > 255:
+    if not sep or not pk or source is None or names_nothing(pk):
         return None
     return source, pk
 
@@ -234,7 +234,7 @@ class EntitySearchView(EntityView):
 
     async def get(self, request: HttpRequest, user: Any) -> JsonResponse:
         query = request.GET.get("q", "").strip()
-        if "\x00" in query:
+        if has_nul(query):
             return error_response(
                 _("The search query contains a NUL character."), "invalid_query", 400
             )

@@ -41,7 +41,7 @@ from chatkit_django._internal.files import (
     is_image,
     normalize_mime,
 )
-from chatkit_django._internal.nul import has_nul
+from chatkit_django._internal.nul import names_nothing
 from chatkit_django.attachments import (
     DjangoAttachmentStore,
     build_attachment,
@@ -331,7 +331,7 @@ class AttachmentContentView(AttachmentAPIView):
 
 def find_attachment(attachment_id: str, *fields: str) -> Attachment | None:
     """The row, or ``None``; ids no row can have (a NUL, PostgreSQL refuses) are not looked up."""
-    if has_nul(attachment_id) or len(attachment_id) > 255:
+    if names_nothing(attachment_id):
         return None
     rows = Attachment.objects.filter(pk=attachment_id)
     return (rows.only(*fields) if fields else rows).first()

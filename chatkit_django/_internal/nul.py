@@ -21,6 +21,12 @@ def has_nul(*values: str | None) -> bool:
     return any(value is not None and NUL in value for value in values)
 
 
+def names_nothing(key: str) -> bool:
+    """A key no row can have (a NUL, or longer than our 255-character id columns): answer
+    "not found" without asking the database, which may refuse it."""
+    return NUL in key or len(key) > 255
+
+
 def _strip(value: Any) -> tuple[Any, bool]:
     if isinstance(value, str):
         return (value.replace(NUL, ""), True) if NUL in value else (value, False)
