@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sys
 from typing import Any
 from urllib.parse import urlencode
 
@@ -102,13 +103,16 @@ def read_upload_token(token: str) -> dict[str, str]:
 
 
 def can_presign(storage: Storage) -> bool:
-    """Whether ``storage`` is django-storages' S3 backend with signed URLs."""
-    try:
-        from storages.backends.s3 import S3Storage
-    except ImportError:  # django-storages without boto3
+    """Whether ``storage`` is django-storages' S3 backend with signed URLs.
+
+    An S3Storage exists only once its module is imported, so the module is looked up, never
+    imported: on a plain install (no boto3) importing it raises ImproperlyConfigured.
+    """
+    s3 = sys.modules.get("storages.backends.s3")
+    if s3 is None:
         return False
     return (
-        isinstance(storage, S3Storage)
+        isinstance(storage, s3.S3Storage)
         and bool(storage.querystring_auth)
         and not storage.custom_domain
     )

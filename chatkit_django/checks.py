@@ -9,9 +9,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import get_commands
 
 from chatkit_django.conf import DEFAULTS, IMPORT_STRINGS, SETTING_NAME, perform_import
 
+# Apps whose runserver command serves ASGI.
+ASGI_RUNSERVERS = ("daphne", "channels")
 POSITIVE_NUMBERS = (
     "MAX_REQUEST_BYTES",
     "KEEPALIVE_SECONDS",
@@ -123,17 +127,38 @@ def _check_attachment_urls(user: dict[str, Any]) -> list[Error | Warning]:
                 id="chatkit_django.E009",
             )
         )
-    if user.get("PRESIGNED_UPLOADS") and not can_presign(get_attachment_storage()):
+    try:
+        storage = get_attachment_storage()
+    except (ImproperlyConfigured, ImportError) as e:
+        # A backend whose optional dependency is missing (S3Storage without boto3...).
+        errors.append(
+            Error(
+                f"The attachment storage cannot be loaded: {e}",
+                hint=f"{extra_hint(e)}Or point CHATKIT['STORAGE_ALIAS'] at a storage that "
+                "loads.",
+                id="chatkit_django.E010",
+            )
+        )
+        return errors
+    if user.get("PRESIGNED_UPLOADS") and not can_presign(storage):
         errors.append(
             Warning(
                 "CHATKIT['PRESIGNED_UPLOADS'] is on, but the attachment storage is not "
                 "django-storages' S3Storage with signed URLs: uploads go through the app.",
                 hint="Use storages.backends.s3.S3Storage (querystring_auth=True, no "
-                "custom_domain) for attachments, or set PRESIGNED_UPLOADS to False.",
+                "custom_domain; pip install 'chatkit-django[s3]') for attachments, or set "
+                "PRESIGNED_UPLOADS to False.",
                 id="chatkit_django.W004",
             )
         )
     return errors
+
+
+def extra_hint(error: BaseException) -> str:
+    """The pip command for the extra that ``error`` shows missing, if it shows one."""
+    if "boto" in str(error).lower():  # django-storages: "Could not load Boto3's S3 bindings"
+        return "Install boto3 with the s3 extra: pip install 'chatkit-django[s3]'. "
+    return ""
 
 
 def _check_entity_sources(sources: Any) -> list[Error]:
@@ -197,13 +222,27 @@ def check_deployment(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     asgi = bool(getattr(settings, "ASGI_APPLICATION", None)) or (
         "daphne" in settings.INSTALLED_APPS
     )
+    runserver = get_commands().get("runserver")
     if not asgi:
+        problem = (
+            "this project is not set up for ASGI: under WSGI each stream holds a worker and "
+            "is buffered to the end."
+        )
+    elif settings.DEBUG and runserver not in ASGI_RUNSERVERS:
+        # ASGI_APPLICATION alone does not change runserver; the usual mistake in development.
+        problem = (
+            f"manage.py runserver (from {runserver!r}) is Django's WSGI server: each answer "
+            "is buffered and arrives whole, at the end."
+        )
+    else:
+        problem = ""
+    if problem:
         warnings.append(
             Warning(
-                "chatkit_django streams Server-Sent Events, but this project is not set up "
-                "for ASGI: under WSGI each stream holds a worker and is buffered to the end.",
-                hint="Serve the project with an ASGI server (daphne, uvicorn) and set "
-                "ASGI_APPLICATION, or add 'daphne' first in INSTALLED_APPS.",
+                f"chatkit_django streams Server-Sent Events, but {problem}",
+                hint="Add 'daphne' first in INSTALLED_APPS (its runserver serves ASGI) and set "
+                "ASGI_APPLICATION; or serve with another ASGI server (uvicorn) and silence "
+                "this warning.",
                 id="chatkit_django.W001",
             )
         )

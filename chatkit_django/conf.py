@@ -78,11 +78,28 @@ def perform_import(value: Any, setting_name: str) -> Any:
 
 
 def import_from_string(value: str, setting_name: str) -> Any:
+    """Import ``value``; any error while importing (a NameError or SyntaxError in the module
+    too) becomes an ImportError naming the setting, so checks report it as E003."""
     try:
         return import_string(value)
-    except ImportError as e:
-        msg = f"Could not import {value!r} for CHATKIT[{setting_name!r}]. {type(e).__name__}: {e}."
-        raise ImportError(msg) from e
+    except Exception as e:
+        cause = e.msg if isinstance(e, SyntaxError) else e
+        msg = f"Could not import {value!r} for CHATKIT[{setting_name!r}]. {type(e).__name__}: {cause}"
+        if not isinstance(e, ImportError):
+            msg += where(e)
+        raise ImportError(msg + ".") from e
+
+
+def where(error: BaseException) -> str:
+    """`` (file, line n)``: where a SyntaxError is, or where ``error`` was raised."""
+    if isinstance(error, SyntaxError) and error.filename:
+        return f" ({error.filename}, line {error.lineno})"
+    tb = error.__traceback__
+    if tb is None:
+        return ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f" ({tb.tb_frame.f_code.co_filename}, line {tb.tb_lineno})"
 
 
 class ChatKitSettings:

@@ -7,7 +7,11 @@ ordering and the admin, written by ``DjangoStore`` from the model on every save.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.files.storage import Storage
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -76,10 +80,35 @@ class ThreadItem(models.Model):
         return f"{self.type} {self.id}"
 
 
-def attachment_storage():
+class UnconfiguredStorage(Storage):
+    """Stands in for an attachment storage that cannot be built, so the models still import.
+
+    A ``STORAGE_ALIAS`` typo or an S3 backend without boto3 would otherwise be a traceback at
+    import, which breaks ``manage.py check`` too: the check reports them instead
+    (``chatkit_django.E007``, ``E010``). Every file operation raises the same advice.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def _unconfigured(self, *args: Any, **kwargs: Any) -> Any:
+        raise ImproperlyConfigured(
+            f"The chatkit_django attachment storage is not configured: {self.error} "
+            "Run manage.py check."
+        )
+
+    _open = _save = delete = exists = listdir = size = url = path = _unconfigured
+    get_accessed_time = get_created_time = get_modified_time = _unconfigured
+
+
+def attachment_storage() -> Storage:
+    """The attachment storage, resolved when the model is defined (see ``attachments.py``)."""
     from chatkit_django.attachments import get_attachment_storage
 
-    return get_attachment_storage()
+    try:
+        return get_attachment_storage()
+    except (ImproperlyConfigured, ImportError) as e:
+        return UnconfiguredStorage(e)
 
 
 class Attachment(models.Model):

@@ -85,6 +85,11 @@ class AttachmentAPIView(APIView):
     def get_exception_handler(self) -> Any:
         return exceptions.exception_handler
 
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:  # noqa: FBT001, FBT002
+        # JSON is all these views speak, whatever the Accept header: a browser's
+        # ``Accept: text/html`` gets the real answer (405, 403...), not 406.
+        return super().perform_content_negotiation(request, force=True)
+
     def get_attachment_store(self) -> DjangoAttachmentStore:
         store = chatkit_settings.ATTACHMENT_STORE_CLASS()
         if not isinstance(store, DjangoAttachmentStore):

@@ -88,6 +88,7 @@ def _close_executor_connections(request: pytest.FixtureRequest) -> Any:
 
 pytest_plugins = [
     "tests.live_server",
+    "tests.no_boto3",
     "tests.storage_fixtures",
     "tests.fake_openai",
     "tests.browser",

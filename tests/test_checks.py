@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +75,73 @@ def test_e003_dotted_path_does_not_import() -> None:
         "Could not import 'tests.nowhere.Store' for CHATKIT['STORE_CLASS']. ModuleNotFoundError: "
     )
     assert message.hint == "Point CHATKIT['STORE_CLASS'] at an importable dotted path."
+
+
+def check_command(tmp_path: Path, settings: str, **modules: str) -> tuple[int, str]:
+    """``manage.py check`` in a new process: tests.settings plus ``settings``, and ``modules``
+    (name to source) importable. Returns the exit code and the output."""
+    (tmp_path / "check_settings.py").write_text(
+        "from tests.settings import *  # noqa\n" + textwrap.dedent(settings)
+    )
+    for name, source in modules.items():
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+        "DJANGO_SETTINGS_MODULE": "check_settings",
+        "PYTHONDEVMODE": "0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "django", "check"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("source", "cause"),
+    [
+        # A snippet pasted without its imports.
+        (
+            "class MyChatKitServer(DjangoChatKitServer):\n    pass\n",
+            "NameError: name 'DjangoChatKitServer' is not defined ({path}, line 1).",
+        ),
+        (
+            "from chatkit_django.server import DjangoChatKitServer\n\n"
+            "class MyChatKitServer(DjangoChatKitServer)\n    pass\n",
+            "SyntaxError: expected ':' ({path}, line 3).",
+        ),
+    ],
+)
+def test_e003_error_inside_the_server_module_is_a_check_not_a_traceback(
+    tmp_path: Path, source: str, cause: str
+) -> None:
+    code, output = check_command(
+        tmp_path, "CHATKIT = {'SERVER_CLASS': 'mychat.MyChatKitServer'}", mychat=source
+    )
+    assert code == 1
+    assert "Traceback" not in output
+    assert "chatkit_django.E003" in output
+    path = tmp_path / "mychat.py"
+    assert (
+        "Could not import 'mychat.MyChatKitServer' for CHATKIT['SERVER_CLASS']. "
+        + cause.format(path=path)
+    ) in output
+
+
+def test_e007_typo_in_storage_alias_reaches_the_check(tmp_path: Path) -> None:
+    # The model's FileField resolves its storage at import; the typo must not break that.
+    code, output = check_command(
+        tmp_path, "CHATKIT = {**CHATKIT, 'STORAGE_ALIAS': 'chatkt'}"
+    )
+    assert code == 1
+    assert "Traceback" not in output
+    assert "chatkit_django.E007" in output
+    assert "CHATKIT['STORAGE_ALIAS'] is 'chatkt', which is not a key of STORAGES." in output
 
 
 @override_settings(CHATKIT={"SERVER_CLASS": "tests.testapp.server.Missing"})
@@ -168,12 +239,62 @@ def test_w004_silent_with_s3(settings: Any) -> None:
     assert run_all() == []
 
 
+def test_e010_storage_without_its_optional_dependency(
+    without_boto3: None, settings: Any
+) -> None:
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "chatkit": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {"bucket_name": "b", "access_key": "k", "secret_key": "s"},
+        },
+    }
+    settings.CHATKIT = {"SERVER_CLASS": ECHO, "PRESIGNED_UPLOADS": True}
+    messages = [m for m in checks.run_checks() if m.id.startswith("chatkit_django.")]
+    message = only(messages)
+    assert message.id == "chatkit_django.E010"
+    assert message.msg.startswith(
+        "The attachment storage cannot be loaded: Could not load Boto3's S3 bindings."
+    )
+    assert message.hint == (
+        "Install boto3 with the s3 extra: pip install 'chatkit-django[s3]'. "
+        "Or point CHATKIT['STORAGE_ALIAS'] at a storage that loads."
+    )
+
+
 @override_settings(ASGI_APPLICATION=None)
 def test_w001_not_asgi() -> None:
     message = only(run_all())
     assert message.id == "chatkit_django.W001"
     assert isinstance(message, checks.Warning)
     assert "not set up for ASGI" in message.msg
+
+
+def test_w001_runserver_is_wsgi_in_debug(settings: Any) -> None:
+    # ASGI_APPLICATION is set (as the test settings do), but runserver is Django's own.
+    settings.DEBUG = True
+    message = only(run_all())
+    assert message.id == "chatkit_django.W001"
+    assert message.msg == (
+        "chatkit_django streams Server-Sent Events, but manage.py runserver (from "
+        "'django.core') is Django's WSGI server: each answer is buffered and arrives whole, "
+        "at the end."
+    )
+    assert message.hint.startswith("Add 'daphne' first in INSTALLED_APPS")
+
+
+def test_w001_daphne_after_staticfiles_loses_runserver(settings: Any) -> None:
+    settings.DEBUG = True
+    settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "django.contrib.staticfiles", "daphne"]
+    message = only(run_all())
+    assert message.id == "chatkit_django.W001"
+    assert "runserver (from 'django.contrib.staticfiles')" in message.msg
+
+
+def test_w001_silent_with_daphne_first_in_debug(settings: Any) -> None:
+    settings.DEBUG = True
+    settings.INSTALLED_APPS = ["daphne", *settings.INSTALLED_APPS, "django.contrib.staticfiles"]
+    assert run_all() == []
 
 
 def test_w001_silent_with_daphne(settings: Any) -> None:

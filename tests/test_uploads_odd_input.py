@@ -149,3 +149,19 @@ def test_djangos_multipart_limits_are_answered_as_json(
     assert response["Content-Type"] == "application/json"
     assert not Attachment.objects.exists()
     assert stored_names(attachment_storage) == []
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml"
+
+
+@pytest.mark.parametrize("method", ["get", "put"])
+def test_a_browser_gets_405_not_406(client, user_factory, method):
+    # Opening /chatkit/upload/ in a browser: the answer is the method, whatever Accept says.
+    client.force_login(user_factory())
+    response = getattr(client, method)(reverse("chatkit:upload"), HTTP_ACCEPT=BROWSER_ACCEPT)
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "method_not_allowed"
+    # And the view's own errors are JSON too.
+    response = client.post(reverse("chatkit:upload"), {}, HTTP_ACCEPT=BROWSER_ACCEPT)
+    assert (response.status_code, response.json()["code"]) == (400, "no_file")

@@ -76,6 +76,17 @@ def test_a_bad_strategy_or_a_missing_request_is_a_template_error():
         Template("{% load chatkit %}{% chatkit_widget %}").render(Context({}))
 
 
+def test_a_strategy_variable_missing_from_the_context_says_so():
+    # {% chatkit_widget upload_strategy=upload_strategy %} copied into a view that sets none.
+    with pytest.raises(TemplateSyntaxError) as raised:
+        render("{% chatkit_widget upload_strategy=upload_strategy %}")
+    assert str(raised.value) == (
+        "chatkit_widget upload_strategy must be 'direct', 'two_phase' or None, not ''. "
+        "A template variable that is missing from the context renders as '': pass "
+        'upload_strategy in the view\'s context, or write upload_strategy="direct" in the tag.'
+    )
+
+
 def test_user_content_in_options_cannot_break_out_of_the_script():
     html = render("{% chatkit_widget opts %}", opts={"greeting": "</script><script>alert(1)"})
     assert "</script><script>alert(1)" not in html

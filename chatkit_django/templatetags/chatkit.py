@@ -68,9 +68,17 @@ def chatkit_widget(
         script_url: where ChatKit.js is loaded from.
     """
     if upload_strategy not in UPLOAD_STRATEGIES:
+        missing = context.template.engine.string_if_invalid if context.template else ""
+        cause = (
+            " A template variable that is missing from the context renders as "
+            f"{missing!r}: pass upload_strategy in the view's context, or write "
+            'upload_strategy="direct" in the tag.'
+            if upload_strategy == missing
+            else ""
+        )
         raise template.TemplateSyntaxError(
             f"chatkit_widget upload_strategy must be 'direct', 'two_phase' or None, "
-            f"not {upload_strategy!r}."
+            f"not {upload_strategy!r}.{cause}"
         )
     request = context.get("request")
     if request is None:
