@@ -32,8 +32,9 @@ lint: $(STAMP)
 test-sqlite: $(STAMP) browser
 	$(VENV)/bin/pytest
 
+# The quickstart test builds its own SQLite project in a fresh venv: test-sqlite runs it once.
 test-postgres: $(STAMP) services
-	CHATKIT_TEST_DB=postgres $(VENV)/bin/pytest -m "not browser"
+	CHATKIT_TEST_DB=postgres $(VENV)/bin/pytest -m "not browser and not quickstart"
 
 test: lint test-sqlite test-postgres
 

@@ -134,8 +134,7 @@ def _check_attachment_urls(user: dict[str, Any]) -> list[Error | Warning]:
         errors.append(
             Error(
                 f"The attachment storage cannot be loaded: {e}",
-                hint=f"{extra_hint(e)}Or point CHATKIT['STORAGE_ALIAS'] at a storage that "
-                "loads.",
+                hint=f"{extra_hint(e)}Or point CHATKIT['STORAGE_ALIAS'] at a storage that loads.",
                 id="chatkit_django.E010",
             )
         )

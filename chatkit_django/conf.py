@@ -84,7 +84,9 @@ def import_from_string(value: str, setting_name: str) -> Any:
         return import_string(value)
     except Exception as e:
         cause = e.msg if isinstance(e, SyntaxError) else e
-        msg = f"Could not import {value!r} for CHATKIT[{setting_name!r}]. {type(e).__name__}: {cause}"
+        msg = (
+            f"Could not import {value!r} for CHATKIT[{setting_name!r}]. {type(e).__name__}: {cause}"
+        )
         if not isinstance(e, ImportError):
             msg += where(e)
         raise ImportError(msg + ".") from e

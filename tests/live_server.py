@@ -28,9 +28,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(args: list[str], env: dict[str, str], port: int, name: str) -> Iterator[str]:
+def serving(
+    args: list[str],
+    env: dict[str, str],
+    port: int,
+    name: str,
+    python: str = sys.executable,
+    cwd: Path = ROOT,
+) -> Iterator[str]:
     """Run ``python *args`` until the block ends; yield its base URL once ``port`` answers."""
-    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env)
+    proc = subprocess.Popen([python, *args], cwd=cwd, env=env)
     try:
         # Generous: a loaded CI machine can take a while to import Django and the SDK.
         deadline = time.monotonic() + 60

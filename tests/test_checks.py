@@ -93,6 +93,7 @@ def check_command(tmp_path: Path, settings: str, **modules: str) -> tuple[int, s
     }
     done = subprocess.run(
         [sys.executable, "-m", "django", "check"],
+        check=False,
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -111,8 +112,10 @@ def check_command(tmp_path: Path, settings: str, **modules: str) -> tuple[int, s
             "NameError: name 'DjangoChatKitServer' is not defined ({path}, line 1).",
         ),
         (
-            "from chatkit_django.server import DjangoChatKitServer\n\n"
-            "class MyChatKitServer(DjangoChatKitServer)\n    pass\n",
+            (
+                "from chatkit_django.server import DjangoChatKitServer\n\n"
+                "class MyChatKitServer(DjangoChatKitServer)\n    pass\n"
+            ),
             "SyntaxError: expected ':' ({path}, line 3).",
         ),
     ],
@@ -135,9 +138,7 @@ def test_e003_error_inside_the_server_module_is_a_check_not_a_traceback(
 
 def test_e007_typo_in_storage_alias_reaches_the_check(tmp_path: Path) -> None:
     # The model's FileField resolves its storage at import; the typo must not break that.
-    code, output = check_command(
-        tmp_path, "CHATKIT = {**CHATKIT, 'STORAGE_ALIAS': 'chatkt'}"
-    )
+    code, output = check_command(tmp_path, "CHATKIT = {**CHATKIT, 'STORAGE_ALIAS': 'chatkt'}")
     assert code == 1
     assert "Traceback" not in output
     assert "chatkit_django.E007" in output
@@ -239,9 +240,7 @@ def test_w004_silent_with_s3(settings: Any) -> None:
     assert run_all() == []
 
 
-def test_e010_storage_without_its_optional_dependency(
-    without_boto3: None, settings: Any
-) -> None:
+def test_e010_storage_without_its_optional_dependency(without_boto3: None, settings: Any) -> None:
     settings.STORAGES = {
         **settings.STORAGES,
         "chatkit": {

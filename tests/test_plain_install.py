@@ -71,4 +71,3 @@ def test_presigned_uploads_on_gives_w004_not_a_crash(without_boto3: None, settin
     messages = chatkit_checks.check_settings()
     assert [m.id for m in messages] == ["chatkit_django.W004"]
     assert "pip install 'chatkit-django[s3]'" in messages[0].hint
-
