@@ -14,8 +14,8 @@ from django.core.management import get_commands
 
 from chatkit_django.conf import DEFAULTS, IMPORT_STRINGS, SETTING_NAME, perform_import
 
-# Apps whose runserver command serves ASGI.
-ASGI_RUNSERVERS = ("daphne", "channels")
+# Apps whose runserver command serves ASGI (Channels 4 left its runserver to daphne).
+ASGI_RUNSERVERS = ("daphne",)
 POSITIVE_NUMBERS = (
     "MAX_REQUEST_BYTES",
     "KEEPALIVE_SECONDS",

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from chatkit_django import checks as chatkit_checks
@@ -143,6 +144,20 @@ def test_e007_typo_in_storage_alias_reaches_the_check(tmp_path: Path) -> None:
     assert "Traceback" not in output
     assert "chatkit_django.E007" in output
     assert "CHATKIT['STORAGE_ALIAS'] is 'chatkt', which is not a key of STORAGES." in output
+
+
+def test_e007_the_models_storage_stands_in_until_a_file_is_touched(settings: Any) -> None:
+    from chatkit_django.models import UnconfiguredStorage, attachment_storage
+
+    settings.CHATKIT = {"SERVER_CLASS": ECHO, "STORAGE_ALIAS": "chatkt"}
+    storage = attachment_storage()
+    assert isinstance(storage, UnconfiguredStorage)
+    with pytest.raises(ImproperlyConfigured) as raised:
+        storage.open("chatkit/atc_1.png")
+    assert str(raised.value) == (
+        "The chatkit_django attachment storage is not configured: Could not find config for "
+        "'chatkt' in settings.STORAGES. Run manage.py check."
+    )
 
 
 @override_settings(CHATKIT={"SERVER_CLASS": "tests.testapp.server.Missing"})
