@@ -4,8 +4,8 @@ A brand-new ``django-admin startproject mysite`` gets exactly the quickstart's c
 (each one that starts with a file name: ``# mysite/chat.py``, ``{# templates/chat.html #}``;
 "(add at the end)" appends, anything else writes the whole file). chatkit-django is installed
 from this checkout WITHOUT extras into a fresh virtualenv, so boto3 is absent, as on a plain
-install. Then, as the page says: check, migrate, createsuperuser, daphne's runserver; sign in
-through the admin login, stream an answer, upload an image and fetch its preview.
+install. Then what the page says to run: migrate, createsuperuser, check, daphne's runserver;
+sign in through the admin login, stream an answer, upload an image and fetch its preview.
 """
 
 from __future__ import annotations
@@ -59,10 +59,11 @@ def quickstart_blocks() -> tuple[list[Block], list[str]]:
             continue
         first = body.splitlines()[0]
         marker = FILE_MARKER.match(first)
-        if marker:
-            note = marker["note"].strip()
-            assert note in ("", "(add at the end)"), first
-            blocks.append(Block(marker["path"], note == "(add at the end)", body))
+        # Every code block goes in a file, so every one is tested.
+        assert marker, f"a quickstart block without a file name: {first!r}"
+        note = marker["note"].strip()
+        assert note in ("", "(add at the end)"), first
+        blocks.append(Block(marker["path"], note == "(add at the end)", body))
     return blocks, commands
 
 
