@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import FieldDoesNotExist
 from django.core.paginator import Paginator
 from django.db.models import (
     Count,
@@ -31,11 +32,28 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from chatkit_django import export
+from chatkit_django._internal.ordering import ROW_ORDER
 from chatkit_django.deletion import delete_thread_queryset, delete_threads
 from chatkit_django.models import Attachment, Feedback, Thread, ThreadItem
 from chatkit_django.transcript import TranscriptBuilder, attachment_content_url
 
-ITEM_ORDER = ("created_at", "seq", "id")
+
+def user_search_fields(model: Any, relation: str) -> list[str]:
+    """Search lookups for the user behind ``relation``: its ``USERNAME_FIELD`` and email field.
+
+    Read from the user model, so a custom user without ``username`` or ``email`` still
+    searches (by what it has) instead of raising ``FieldError``.
+    """
+    user_model = model._meta.get_field(relation).related_model
+    lookups = []
+    for name in dict.fromkeys([user_model.USERNAME_FIELD, user_model.get_email_field_name()]):
+        try:
+            field = user_model._meta.get_field(name)
+        except FieldDoesNotExist:
+            continue
+        if field.concrete and not field.is_relation:
+            lookups.append(f"{relation}__{name}")
+    return lookups
 
 
 def _count(model: Any, **filters: Any) -> Coalesce:
@@ -103,6 +121,17 @@ class HasNegativeFeedbackFilter(_ExistsFilter):
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Rows written by the ChatKit store: viewable and deletable, never edited or added here."""
 
+    #: Relations to the user model whose username and email the search box also matches.
+    search_user_fields: list[str] = []
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        own = list(super().get_search_fields(request))
+        return own + [
+            lookup
+            for relation in self.search_user_fields
+            for lookup in user_search_fields(self.model, relation)
+        ]
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -134,7 +163,8 @@ class ThreadAdmin(ReadOnlyAdmin):
         HasNegativeFeedbackFilter,
     ]
     # items__preview goes through Django's duplicate-free EXISTS search.
-    search_fields = ["title", "owner__username", "owner__email", "items__preview"]
+    search_fields = ["title", "items__preview"]
+    search_user_fields = ["owner"]
     date_hierarchy = "created_at"
     ordering = ["-updated_at"]
     show_full_result_count = False
@@ -150,7 +180,7 @@ class ThreadAdmin(ReadOnlyAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         first_message = (
             ThreadItem.objects.filter(thread=OuterRef("pk"), type="user_message")
-            .order_by(*ITEM_ORDER)
+            .order_by(*ROW_ORDER)
             .values("preview")[:1]
         )
         latest_feedback = (
@@ -218,7 +248,7 @@ class ThreadAdmin(ReadOnlyAdmin):
 
     def get_transcript(self, request: HttpRequest, obj: Thread) -> dict[str, Any]:
         """Template context of one page of ``obj``'s items, oldest first."""
-        items = ThreadItem.objects.filter(thread=obj).order_by(*ITEM_ORDER)
+        items = ThreadItem.objects.filter(thread=obj).order_by(*ROW_ORDER)
         paginator = Paginator(items, self.transcript_per_page)
         page = paginator.get_page(request.GET.get("page"))
         rows = list(page.object_list)
@@ -322,7 +352,8 @@ class AttachmentAdmin(ReadOnlyAdmin):
     ]
     list_select_related = ["owner", "thread"]
     list_filter = ["type", "created_at"]
-    search_fields = ["id", "name", "owner__username", "owner__email", "thread__id"]
+    search_fields = ["id", "name", "thread__id"]
+    search_user_fields = ["owner"]
     fields = [
         "thumbnail",
         "id",
@@ -368,7 +399,8 @@ class FeedbackAdmin(ReadOnlyAdmin):
     list_display = ["kind", "item", "thread", "user", "created_at"]
     list_select_related = ["user", "thread", "item"]
     list_filter = ["kind", "created_at"]
-    search_fields = ["thread__id", "thread__title", "item__id", "user__username", "user__email"]
+    search_fields = ["thread__id", "thread__title", "item__id"]
+    search_user_fields = ["user"]
     fields = ["kind", "item", "thread", "user", "created_at"]
     readonly_fields = fields
     ordering = ["-created_at"]

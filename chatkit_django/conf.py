@@ -3,12 +3,15 @@
 Access values as attributes of ``chatkit_settings``; keys listed in ``IMPORT_STRINGS`` are
 dotted paths and come back imported. Values are cached and dropped again when Django sends
 ``setting_changed`` for ``CHATKIT`` (``override_settings`` in tests), as DRF's ``api_settings``
-does. Importing this module does not touch Django settings.
+does. Anything else built from these settings (the server, entity sources, OpenAI clients)
+registers its reset with ``on_reload``, so one receiver here drops every cache at once.
+Importing this module does not touch Django settings.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
@@ -141,10 +144,29 @@ class ChatKitSettings:
 
 chatkit_settings = ChatKitSettings()
 
+ResetT = TypeVar("ResetT", bound=Callable[[], object])
+
+#: Resets to run when ``CHATKIT`` changes, in registration order (see ``on_reload``).
+_resets: list[Callable[[], object]] = []
+
+
+def on_reload(reset: ResetT) -> ResetT:
+    """Run ``reset()`` whenever ``CHATKIT`` changes; usable as a decorator.
+
+    For anything cached from these settings outside ``chatkit_settings``, e.g.
+    ``on_reload(get_server.cache_clear)``. Registering the same reset twice runs it once.
+    """
+    if reset not in _resets:
+        _resets.append(reset)
+    return reset
+
 
 def reload_chatkit_settings(*, setting: str, **kwargs: Any) -> None:
+    """The one ``setting_changed`` receiver: reload the settings, then every registered reset."""
     if setting == SETTING_NAME:
         chatkit_settings.reload()
+        for reset in _resets:
+            reset()
 
 
-setting_changed.connect(reload_chatkit_settings)
+setting_changed.connect(reload_chatkit_settings, dispatch_uid="chatkit_reload_settings")

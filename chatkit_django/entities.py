@@ -21,14 +21,13 @@ from typing import Any, ClassVar
 
 from chatkit.widgets import WidgetRoot, WidgetTemplate
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied, ValidationError
-from django.core.signals import setting_changed
 from django.db import models
 from django.http import HttpRequest, JsonResponse
 from django.utils.translation import gettext_lazy as _
 from django.views import View
 
 from chatkit_django._internal.nul import has_nul, names_nothing
-from chatkit_django.conf import chatkit_settings
+from chatkit_django.conf import chatkit_settings, on_reload
 from chatkit_django.exceptions import error_response
 from chatkit_django.streaming import AuthenticationError, ChatKitEndpointMixin
 
@@ -159,12 +158,7 @@ def get_entity_sources() -> dict[str, EntitySource]:
     return sources
 
 
-def _reset_sources(*, setting: str, **kwargs: Any) -> None:
-    if setting == "CHATKIT":
-        get_entity_sources.cache_clear()
-
-
-setting_changed.connect(_reset_sources)
+on_reload(get_entity_sources.cache_clear)
 
 
 def split_entity_id(entity_id: str) -> tuple[EntitySource, str] | None:

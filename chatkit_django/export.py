@@ -33,11 +33,11 @@ from chatkit.types import (
 from django.db.models import QuerySet
 
 from chatkit_django import models
+from chatkit_django._internal.ordering import ROW_ORDER
 from chatkit_django.store import ThreadItemAdapter, dump
 
 FORMAT = "chatkit-django.threads"
 VERSION = 1
-ITEM_ORDER = ("created_at", "seq", "id")
 CHUNK_SIZE = 500
 BATCH_SIZE = 100
 
@@ -66,7 +66,7 @@ def iter_threads_with(
         items: dict[str, list[ThreadItem]] = {}
         for thread_id, data in (
             models.ThreadItem.objects.filter(thread_id__in=[r[0] for r in batch])
-            .order_by(*ITEM_ORDER)
+            .order_by(*ROW_ORDER)
             .values_list("thread_id", "data")
             .iterator(chunk_size=CHUNK_SIZE)
         ):

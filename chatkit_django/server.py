@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
 from chatkit.store import AttachmentStore, NotFoundError, Store
@@ -16,10 +16,9 @@ from chatkit.types import (
     is_streaming_req,
 )
 from django.core.exceptions import PermissionDenied
-from django.core.signals import setting_changed
 from pydantic import TypeAdapter
 
-from chatkit_django.conf import chatkit_settings
+from chatkit_django.conf import chatkit_settings, on_reload
 from chatkit_django.context import ChatKitContext
 from chatkit_django.models import Feedback, ThreadItem
 
@@ -145,9 +144,4 @@ def get_server() -> ChatKitServer[ChatKitContext]:
     return server_class()
 
 
-def _reset_server(*, setting: str, **kwargs: Any) -> None:
-    if setting == "CHATKIT":
-        get_server.cache_clear()
-
-
-setting_changed.connect(_reset_server)
+on_reload(get_server.cache_clear)

@@ -11,16 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import Any
 
 import openai
 from chatkit.types import AudioInput, TranscriptionResult
-from django.core.signals import setting_changed
 from django.utils.translation import gettext_lazy as _
 from rest_framework import status
 from rest_framework.exceptions import APIException
 
-from chatkit_django.conf import chatkit_settings
+from chatkit_django.conf import chatkit_settings, on_reload
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +109,7 @@ async def aclose_openai_client() -> None:
         await client.close()
 
 
-def _reset_client(*, setting: str, **kwargs: Any) -> None:
-    if setting == "CHATKIT":
-        _clients.clear()
-
-
-setting_changed.connect(_reset_client)
+on_reload(_clients.clear)
 
 
 def check_audio(audio: AudioInput) -> str:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 from django.test import override_settings
 
@@ -117,3 +121,67 @@ def test_package_and_conf_import_without_settings() -> None:
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_one_setting_changed_receiver_resets_every_cache() -> None:
+    """conf.py's receiver is the only one in the package; it empties every settings cache."""
+    from django.core.signals import setting_changed
+
+    from chatkit_django import conf, entities, server, transcription
+
+    receivers = [
+        r[1]() if isinstance(r[1], weakref.ref) else r[1] for r in setting_changed.receivers
+    ]
+    ours = [r for r in receivers if getattr(r, "__module__", "").startswith("chatkit_django")]
+    assert ours == [conf.reload_chatkit_settings]
+
+    built = server.get_server()
+    sources = entities.get_entity_sources()
+    loop = asyncio.new_event_loop()
+    transcription._clients[loop] = openai.AsyncOpenAI(api_key="unused")
+    try:
+        with override_settings(CHATKIT={"SERVER_CLASS": "tests.testapp.server.EchoServer"}):
+            assert server.get_server() is not built
+            assert entities.get_entity_sources() is not sources
+            assert loop not in transcription._clients
+    finally:
+        loop.close()
+
+
+def test_on_reload_runs_a_registered_reset_once_per_change() -> None:
+    from chatkit_django.conf import _resets, on_reload
+
+    calls: list[int] = []
+
+    def reset() -> None:
+        calls.append(1)
+
+    assert on_reload(reset) is reset
+    on_reload(reset)
+    try:
+        with override_settings(CHATKIT={"MAX_UPLOAD_BYTES": 3}):
+            assert calls == [1]
+        assert calls == [1, 1]
+        with override_settings(DEBUG=True):
+            pass
+        assert calls == [1, 1]
+    finally:
+        _resets.remove(reset)
+
+
+def test_on_reload_snippet_in_the_settings_reference() -> None:
+    from chatkit_django.conf import _resets
+
+    reference = (ROOT / "docs/reference/settings.md").read_text()
+    block = re.search(r"```python\n(from functools import cache\n.*?)```", reference, re.DOTALL)
+    assert block is not None
+    namespace: dict[str, Any] = {}
+    exec(block[1], namespace)  # noqa: S102 - the reference's own snippet
+    limit = namespace["upload_limit_in_mb"]
+    try:
+        assert limit() == default("MAX_UPLOAD_BYTES") // 2**20
+        with override_settings(CHATKIT={"MAX_UPLOAD_BYTES": 3 * 2**20}):
+            assert limit() == 3
+        assert limit() == default("MAX_UPLOAD_BYTES") // 2**20
+    finally:
+        _resets.remove(limit.cache_clear)

@@ -22,6 +22,9 @@ from django.db import models
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+#: The order of threads and items everywhere: pages, the admin transcript, exports.
+ROW_ORDER = ("created_at", "seq", "id")
+
 _lock = threading.Lock()
 _last = 0
 
@@ -63,7 +66,7 @@ def keyset_page(
     A cursor that names no such row yields an empty page.
     """
     descending = order == "desc"
-    fields = ("created_at", "seq", "id")
+    fields = ROW_ORDER
     queryset = queryset.order_by(*(f"-{f}" if descending else f for f in fields))
     if after is None:
         return queryset
