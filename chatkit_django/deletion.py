@@ -2,13 +2,15 @@
 
 Items go with one plain DELETE per batch (the ORM's cascade would load every item's JSON);
 attachments go through the ORM so their ``post_delete`` receiver removes the bytes once the
-transaction commits (see ``signals.py``). ``thread_deleted`` is sent for each thread after
-its batch committed.
+transaction commits (see ``signals.py``). ``thread_deleted`` is sent for each thread once
+its deletion commits: never for a delete that is rolled back, and only after the outermost
+transaction when the caller (the admin's delete view, say) holds one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any
 
 from django.db import connections, router, transaction
@@ -39,9 +41,21 @@ def delete_threads(thread_ids: Sequence[str], *, user: Any = None) -> int:
             models.Thread.objects.using(db).filter(pk__in=ids).values_list("pk", flat=True)
         )
         models.Thread.objects.using(db).filter(pk__in=deleted).delete()
-    for thread_id in deleted:
-        thread_deleted.send(sender=models.Thread, thread_id=thread_id, user=user)
+        for thread_id in deleted:
+            send_thread_deleted_on_commit(thread_id, user=user, using=db)
     return len(deleted)
+
+
+def send_thread_deleted_on_commit(thread_id: str, *, user: Any, using: str) -> None:
+    """Send ``thread_deleted`` once the current transaction on ``using`` commits.
+
+    Receivers clean up elsewhere (search indexes, caches, files); a rolled-back delete must
+    not reach them. Outside a transaction it is sent at once.
+    """
+    transaction.on_commit(
+        partial(thread_deleted.send, sender=models.Thread, thread_id=thread_id, user=user),
+        using=using,
+    )
 
 
 def delete_items(

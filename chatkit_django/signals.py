@@ -9,7 +9,8 @@ from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import Signal, receiver
 
-# Sent after a thread and everything in it were deleted through the store or the admin.
+# Sent once the deletion of a thread and everything in it commits (never for a rolled-back
+# delete), through the store, the admin or the commands.
 # Arguments: sender (the Thread model), thread_id (str), user (who deleted it, or None).
 thread_deleted = Signal()
 

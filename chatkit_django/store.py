@@ -30,9 +30,8 @@ from chatkit_django import models as chatkit_models
 from chatkit_django._internal.nul import has_nul, without_nul
 from chatkit_django._internal.ordering import keyset_page, next_seq, ordering_datetime
 from chatkit_django.context import ChatKitContext
-from chatkit_django.deletion import delete_items
+from chatkit_django.deletion import delete_items, send_thread_deleted_on_commit
 from chatkit_django.ids import generate_id
-from chatkit_django.signals import thread_deleted
 
 ThreadItemAdapter: TypeAdapter[ThreadItem] = TypeAdapter(ThreadItem)
 AttachmentAdapter: TypeAdapter[Attachment] = TypeAdapter(Attachment)
@@ -185,23 +184,22 @@ class DjangoStore(Store[ChatKitContext]):
 
     async def delete_thread(self, thread_id: str, context: ChatKitContext) -> None:
         row = await self._accessible_thread(thread_id, context, "delete")
-        await self._delete_thread_rows(row.pk)
-        await thread_deleted.asend(
-            sender=self.thread_model, thread_id=row.pk, user=self._user(context)
-        )
+        await self._delete_thread_rows(row.pk, self._user(context))
 
     @sync_to_async
-    def _delete_thread_rows(self, thread_id: str) -> None:
+    def _delete_thread_rows(self, thread_id: str, user: Any) -> None:
         """Delete a thread, its items and what hangs off them, in a constant number of queries.
 
         Items go with one plain DELETE (``deletion.delete_items``); attachments still go
-        through the ORM, so their own deletion signals run.
+        through the ORM, so their own deletion signals run. ``thread_deleted`` is sent once
+        the deletion commits.
         """
         db = router.db_for_write(self.thread_model)  # objects.db is the read alias
         with transaction.atomic(using=db):
             chatkit_models.Feedback.objects.filter(thread_id=thread_id).delete()
             delete_items(self.item_model, [thread_id], using=db)
             self.thread_model.objects.filter(pk=thread_id).delete()
+            send_thread_deleted_on_commit(thread_id, user=user, using=db)
 
     # -- items ---------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from chatkit_django import export
+from chatkit_django.admin import ThreadAdmin
 from chatkit_django.attachments import get_attachment_storage
 from chatkit_django.models import Attachment, Feedback, Thread, ThreadItem
 from chatkit_django.signals import thread_deleted
@@ -184,3 +185,34 @@ def test_staff_with_delete_thread_only_can_delete(client: Any, user_factory: Any
     response = run_action(client, "delete_selected", [thread.id], post="yes")
     assert response.status_code == 302
     assert not Thread.objects.exists() and not Attachment.objects.exists()
+
+
+def test_admin_delete_is_announced_on_commit_only(
+    client: Any, admin_user: Any, user_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The admin's delete view runs in a transaction: the signal waits for its commit."""
+    thread = store_thread(user_factory(), [make_user_message("x")])
+    url = reverse("admin:chatkit_django_thread_delete", args=[quote(thread.id)])
+    seen: list[tuple[str, bool]] = []
+
+    def receiver(thread_id: str, **kwargs: Any) -> None:
+        seen.append((thread_id, connection.in_atomic_block))
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the response failed after the delete")
+
+    client.force_login(admin_user)
+    thread_deleted.connect(receiver)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(ThreadAdmin, "response_delete", fail)
+            with pytest.raises(RuntimeError, match="response failed"):
+                client.post(url, {"post": "yes"})
+        assert seen == []  # rolled back: nothing to announce
+        assert Thread.objects.filter(pk=thread.id).exists()
+
+        assert client.post(url, {"post": "yes"}).status_code == 302
+    finally:
+        thread_deleted.disconnect(receiver)
+    assert seen == [(thread.id, False)]  # after the admin's transaction committed
+    assert not Thread.objects.filter(pk=thread.id).exists()
