@@ -9,6 +9,7 @@ with ``iterator()``, so an export of many long threads never holds them all in m
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -100,22 +101,41 @@ def load_threads(document: str | bytes | dict[str, Any]) -> list[Thread]:
 
 
 # -- Markdown ------------------------------------------------------------------------
+#
+# Every line that starts a section ("# title", "### User · ...") is written here; text from
+# users or the model never starts a line of its own. Multi-line user text is fenced (shown
+# as-is), assistant text is quoted (its markdown still renders, inside the quote), and short
+# values are put on one line with a leading block marker escaped. So a message containing
+# "### Assistant · <date>" cannot pass for an assistant turn.
+
+#: Characters that can open a Markdown block at the start of a line.
+BLOCK_MARKERS = frozenset("#>-+*=_`~|<")
 
 
 def _quote(text: str) -> str:
-    return "\n".join("> " + line if line else ">" for line in text.splitlines()) + "\n"
+    """``text`` as a block quote: every line, blank ones included, starts with ``>``."""
+    return "\n".join("> " + line if line else ">" for line in text.splitlines() or [""]) + "\n"
 
 
-def _fence(value: Any) -> str:
+def _fence(value: Any, info: str = "") -> str:
+    """``value`` in a code fence longer than any backtick run inside it (so it cannot close)."""
     text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
     fence = "```"
     while fence in text:
         fence += "`"
-    return f"{fence}\n{text}\n{fence}\n"
+    return f"{fence}{info}\n{text}\n{fence}\n"
+
+
+def _inline(value: Any) -> str:
+    """``value`` on one line that cannot open a block (heading, quote, list, fence)."""
+    text = " ".join(str(value).split())
+    if text[:1] in BLOCK_MARKERS:
+        return "\\" + text
+    return re.sub(r"^(\d+)([.)])", r"\1\\\2", text)
 
 
 def item_markdown(item: ThreadItem) -> str:
-    """One item as a Markdown section. User text is quoted as-is; it is not rendered here."""
+    """One item as a Markdown section. User text is fenced as-is; it is not rendered here."""
     stamp = item.created_at.isoformat(timespec="seconds")
     if isinstance(item, UserMessageItem):
         text = "".join(
@@ -123,17 +143,18 @@ def item_markdown(item: ThreadItem) -> str:
         )
         out = f"### User · {stamp}\n\n"
         if item.quoted_text:
-            out += _quote(item.quoted_text) + "\n"
-        out += text + "\n"
+            out += "Quoting:\n\n" + _fence(item.quoted_text, "text") + "\n"
+        if text:
+            out += _fence(text, "text")
         for a in item.attachments:
-            out += f"\n- Attachment: {a.name} ({a.mime_type}, `{a.id}`)"
+            out += f"\n- Attachment: {_inline(a.name)} ({_inline(a.mime_type)}, `{_inline(a.id)}`)"
         return out + ("\n" if item.attachments else "")
     if isinstance(item, AssistantMessageItem):
-        out = f"### Assistant · {stamp}\n\n" + "\n\n".join(p.text for p in item.content) + "\n"
+        out = f"### Assistant · {stamp}\n\n" + _quote("\n\n".join(p.text for p in item.content))
         sources = [a.source for p in item.content for a in p.annotations]
         for s in sources:
             where = getattr(s, "url", None) or getattr(s, "filename", None) or getattr(s, "id", "")
-            out += f"\n- Source: {s.title} ({where})"
+            out += f"\n- Source: {_inline(s.title)} ({_inline(where)})"
         return out + ("\n" if sources else "")
     if isinstance(item, StructuredInputItem):
         out = f"### Structured input ({item.status}) · {stamp}\n\n"
@@ -141,13 +162,13 @@ def item_markdown(item: ThreadItem) -> str:
             if q.answer and q.answer.skipped or (q.answer is None and item.status == "skipped"):
                 answer = "_skipped_"
             elif q.answer:
-                answer = ", ".join(q.answer.values)
+                answer = _inline(", ".join(q.answer.values))
             else:
                 answer = "_no answer yet_"
-            out += f"- **{q.question}** {answer}\n"
+            out += f"- **{_inline(q.question)}** {answer}\n"
         return out
     if isinstance(item, ClientToolCallItem):
-        out = f"### Client tool call `{item.name}` ({item.status}) · {stamp}\n\n"
+        out = f"### Client tool call `{_inline(item.name)}` ({item.status}) · {stamp}\n\n"
         out += _fence(item.arguments)
         if item.output is not None:
             out += "\nOutput:\n\n" + _fence(item.output)
@@ -159,29 +180,32 @@ def item_markdown(item: ThreadItem) -> str:
         for t in tasks:
             title = getattr(t, "title", None) or t.type
             content = getattr(t, "content", None)
-            out += f"- {title}" + (f": {content}" if content else "") + "\n"
+            out += f"- {_inline(title)}" + (f": {_inline(content)}" if content else "") + "\n"
         return out
     if isinstance(item, WidgetItem):
-        body = item.copy_text or _fence(item.widget.model_dump(mode="json", exclude_none=True))
-        return f"### Widget · {stamp}\n\n{body}\n"
+        if item.copy_text:
+            body = _quote(item.copy_text)
+        else:
+            body = _fence(item.widget.model_dump(mode="json", exclude_none=True))
+        return f"### Widget · {stamp}\n\n{body}"
     if isinstance(item, GeneratedImageItem):
         url = item.image.url if item.image else ""
-        return f"### Generated image · {stamp}\n\n<{url}>\n" if url else ""
+        return f"### Generated image · {stamp}\n\n<{_inline(url)}>\n" if url else ""
     if isinstance(item, HiddenContextItem | SDKHiddenContextItem):
         return f"### Hidden context (not shown to the user) · {stamp}\n\n" + _fence(item.content)
     if isinstance(item, EndOfTurnItem):
         return ""
-    return f"### {item.type} · {stamp}\n\n" + _fence(
+    return f"### {_inline(item.type)} · {stamp}\n\n" + _fence(
         ThreadItemAdapter.dump_python(item, mode="json")
     )
 
 
 def thread_markdown(thread: Thread, owner: str = "") -> Iterator[str]:
     title = thread.title or thread.id
-    yield f"# {title}\n\n"
-    yield f"- Thread: `{thread.id}`\n"
+    yield f"# {_inline(title)}\n\n"
+    yield f"- Thread: `{_inline(thread.id)}`\n"
     if owner:
-        yield f"- Owner: {owner}\n"
+        yield f"- Owner: {_inline(owner)}\n"
     yield f"- Created: {thread.created_at.isoformat(timespec='seconds')}\n"
     yield f"- Status: {thread.status.type}\n\n"
     for item in thread.items.data:

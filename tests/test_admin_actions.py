@@ -84,7 +84,7 @@ def test_export_markdown(client: Any, admin_user: Any, user_factory: Any) -> Non
     assert text.startswith("# Support case\n")
     assert "- Owner: carol" in text
     assert "### User" in text and "Ask @Ada Lovelace about é✓ unicode" in text
-    assert "> the quoted passage" in text
+    assert "Quoting:\n\n```text\nthe quoted passage\n```" in text
     assert "- Attachment: report.pdf (application/pdf, `atc_file`)" in text
     assert "### Assistant" in text and "- Source: Docs (https://example.com/docs)" in text
     assert "- **Which size?** S, M" in text and "- **Anything else?** _skipped_" in text
