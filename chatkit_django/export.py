@@ -223,5 +223,51 @@ def iter_markdown(threads: QuerySet) -> Iterator[str]:
         yield from thread_markdown(thread, str(owner))
 
 
+def iter_items(items: QuerySet) -> Iterator[ThreadItem]:
+    """SDK items of ``items``, grouped by thread and in thread order, read in chunks."""
+    rows = items.order_by("thread_id", *ROW_ORDER).values_list("data", flat=True)
+    for data in rows.iterator(chunk_size=CHUNK_SIZE):
+        yield ThreadItemAdapter.validate_python(data)
+
+
+def items_markdown(items: Iterable[ThreadItem]) -> Iterator[str]:
+    """Items of several threads (e.g. one user's messages in others' threads), per thread."""
+    thread_id = None
+    for item in items:
+        if item.thread_id != thread_id:
+            thread_id = item.thread_id
+            yield f"## Thread `{_inline(thread_id)}`\n\n"
+        section = item_markdown(item)
+        if section:
+            yield section + "\n"
+
+
+def attachments_markdown(attachments: QuerySet) -> Iterator[str]:
+    """One line per ``Attachment`` row: name, type, size, id, thread, when."""
+    rows = attachments.order_by("created_at", "pk").values_list(
+        "id", "data", "mime_type", "size", "thread_id", "created_at"
+    )
+    for pk, data, mime_type, size, thread_id, created_at in rows.iterator(chunk_size=CHUNK_SIZE):
+        name = data.get("name") if isinstance(data, dict) else None
+        where = f"thread `{_inline(thread_id)}`" if thread_id else "not attached"
+        size_text = "size unknown" if size is None else f"{size} bytes"
+        yield (
+            f"- {_inline(name or '')} ({_inline(mime_type)}, {size_text}, `{_inline(pk)}`, "
+            f"{where}, {created_at.isoformat(timespec='seconds')})\n"
+        )
+
+
+def feedback_markdown(feedback: QuerySet) -> Iterator[str]:
+    """One line per ``Feedback`` row: kind, item, thread, when."""
+    rows = feedback.order_by("created_at", "pk").values_list(
+        "kind", "item_id", "thread_id", "created_at"
+    )
+    for kind, item_id, thread_id, created_at in rows.iterator(chunk_size=CHUNK_SIZE):
+        yield (
+            f"- {kind} on item `{_inline(item_id)}` in thread `{_inline(thread_id)}` "
+            f"({created_at.isoformat(timespec='seconds')})\n"
+        )
+
+
 def join(chunks: Iterable[str]) -> str:
     return "".join(chunks)

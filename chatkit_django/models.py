@@ -62,6 +62,18 @@ class ThreadItem(models.Model):
         db_index=False,
     )
     type = models.CharField(_("type"), max_length=64)
+    # Who sent a user message (the owner, or someone with change access to the thread); null
+    # for what the server wrote. The data-protection commands find a user's messages by it,
+    # in others' threads too. Deleting the account keeps the owner's conversation intact.
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="chatkit_items",
+        verbose_name=_("author"),
+        db_index=False,
+    )
     created_at = models.DateTimeField(_("created at"))
     seq = models.BigIntegerField(_("sequence"), editable=False)
     preview = models.TextField(_("text preview"), blank=True, default="")
@@ -73,6 +85,12 @@ class ThreadItem(models.Model):
         indexes = [
             models.Index(
                 fields=["thread", "created_at", "seq", "id"], name="chatkit_item_thread_order"
+            ),
+            # Partial: only user messages have an author, so other items cost no index write.
+            models.Index(
+                fields=["author"],
+                condition=models.Q(author__isnull=False),
+                name="chatkit_item_author",
             ),
         ]
 

@@ -203,6 +203,13 @@ class DjangoStore(Store[ChatKitContext]):
 
     # -- items ---------------------------------------------------------------
 
+    def item_author(self, item: ThreadItem, context: ChatKitContext) -> Any:
+        """Who is recorded as the author of a new item: the acting user, for user messages.
+
+        Set once, when the item is inserted; later saves keep it.
+        """
+        return self._user(context) if isinstance(item, UserMessageItem) else None
+
     def item_fields(self, item: ThreadItem) -> dict[str, Any]:
         return {
             "type": item.type,
@@ -258,6 +265,7 @@ class DjangoStore(Store[ChatKitContext]):
                 thread_id=thread_id,
                 created_at=ordering_datetime(item.created_at),
                 seq=next_seq(),
+                author=self.item_author(item, context),
                 **fields,
             )
         except IntegrityError:
@@ -278,6 +286,7 @@ class DjangoStore(Store[ChatKitContext]):
                 thread_id=thread_id,
                 created_at=ordering_datetime(item.created_at),
                 seq=next_seq(),
+                author=self.item_author(item, context),
                 **fields,
             )
         except IntegrityError:

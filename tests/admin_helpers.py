@@ -41,6 +41,13 @@ def store_thread(
     return thread
 
 
+def send_message(user: Any, thread_id: str, item: ThreadItem) -> ThreadItem:
+    """Add ``item`` to a thread as ``user`` through the store (another user needs change access)."""
+    item = item.model_copy(update={"thread_id": thread_id})
+    async_to_sync(DjangoStore().add_thread_item)(thread_id, item, make_context(user))
+    return item
+
+
 def store_image(owner: Any, thread_id: str, name: str = "cat.png") -> ImageAttachment:
     """An image attachment with bytes on the attachment storage, linked to a thread."""
     attachment_id = f"atc_{abs(hash((thread_id, name))) % 10**12}"

@@ -8,6 +8,7 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -17,7 +18,7 @@ from chatkit_django import export
 from chatkit_django._internal.durations import parse_age
 from chatkit_django.attachments import get_attachment_storage
 from chatkit_django.models import Attachment, Feedback, Thread, ThreadItem
-from tests.admin_helpers import give_feedback, store_image, store_thread
+from tests.admin_helpers import give_feedback, send_message, store_image, store_thread
 from tests.conftest import make_assistant_message, make_user_message
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -110,33 +111,72 @@ def test_purge_works_in_batches(user_factory: Any) -> None:
     assert len(selects) == 4  # 3 + 3 + 1, then an empty batch
 
 
+def grant_change_thread(user: Any) -> Any:
+    """``user`` with the model permission to write in anyone's thread (fresh: no perm cache)."""
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="chatkit_django", codename="change_thread")
+    )
+    return type(user).objects.get(pk=user.pk)
+
+
 def test_export_user(user_factory: Any) -> None:
-    alice = user_factory(username="alice")
+    alice = grant_change_thread(user_factory(username="alice"))
     bob = user_factory(username="bob")
     mine = store_thread(alice, [make_user_message("x", "alice's words")], title="Mine")
-    store_image(alice, mine.id)
-    theirs = store_thread(bob, [make_assistant_message("x", "bob's")])
-    give_feedback(alice, ThreadItem.objects.get(thread_id=theirs.id).pk, "positive")
+    image = store_image(alice, mine.id)
+    theirs = store_thread(bob, [make_user_message("x", "bob asks"), make_assistant_message("x")])
+    sent = send_message(alice, theirs.id, make_user_message("x", "alice helps out"))
+    store_thread(bob, [make_user_message("x", "bob alone")])
+    answer = ThreadItem.objects.get(thread_id=theirs.id, type="assistant_message").pk
+    give_feedback(alice, answer, "positive")
 
     document = json.loads(run("chatkit_export_user", "alice"))
     assert document["user"]["username"] == "alice"
     threads = export.load_threads(document)
     assert [t.id for t in threads] == [mine.id]
     assert threads[0].items.data[0].content[0].text == "alice's words"
+    # Her message in bob's thread, and nothing else of his.
+    assert [(m["id"], m["thread_id"]) for m in document["messages"]] == [(sent.id, theirs.id)]
+    assert document["messages"][0]["content"][0]["text"] == "alice helps out"
     assert [a["name"] for a in document["attachments"]] == ["cat.png"]
     assert document["feedback"] == [
         {
             "thread_id": theirs.id,
-            "item_id": ThreadItem.objects.get(thread_id=theirs.id).pk,
+            "item_id": answer,
             "kind": "positive",
             "created_at": Feedback.objects.get().created_at.isoformat(),
         }
     ]
+
     markdown = run("chatkit_export_user", str(alice.pk), "--pk", "--format", "markdown")
     assert markdown.startswith("# Mine\n") and "alice's words" in markdown
-    assert "bob's" not in markdown
+    assert "bob asks" not in markdown and "bob alone" not in markdown
+    others = markdown.split("# Messages in threads of others\n\n", 1)[1].split("\n---\n")[0]
+    assert others.startswith(f"## Thread `{theirs.id}`\n\n### User · ")
+    assert "```text\nalice helps out\n```" in others
+    row = Attachment.objects.get(pk=image.id)
+    attachments = markdown.split("# Attachments\n\n", 1)[1].split("\n---\n")[0]
+    assert attachments == (
+        f"- cat.png (image/png, {row.size} bytes, `{image.id}`, thread `{mine.id}`, "
+        f"{row.created_at.isoformat(timespec='seconds')})\n"
+    )
+    feedback = markdown.split("# Feedback given\n\n", 1)[1]
+    assert feedback == (
+        f"- positive on item `{answer}` in thread `{theirs.id}` "
+        f"({Feedback.objects.get().created_at.isoformat(timespec='seconds')})\n"
+    )
     with pytest.raises(CommandError, match="No user"):
         run("chatkit_export_user", "nobody")
+
+
+def test_export_user_markdown_without_anything_else(user_factory: Any) -> None:
+    user_factory(username="alice")
+    markdown = run("chatkit_export_user", "alice", "--format", "markdown")
+    assert markdown == (
+        "\n---\n\n# Messages in threads of others\n\nNone.\n"
+        "\n---\n\n# Attachments\n\nNone.\n"
+        "\n---\n\n# Feedback given\n\nNone.\n"
+    )
 
 
 def test_export_user_to_a_file(user_factory: Any, tmp_path: Any) -> None:
@@ -148,25 +188,29 @@ def test_export_user_to_a_file(user_factory: Any, tmp_path: Any) -> None:
 
 
 def test_erase_user(user_factory: Any) -> None:
-    alice = user_factory(username="alice")
+    alice = grant_change_thread(user_factory(username="alice"))
     bob = user_factory(username="bob")
     mine = store_thread(alice, [make_user_message("x"), make_assistant_message("x")])
     image = store_image(alice, mine.id)
-    theirs = store_thread(bob, [make_assistant_message("x", "bob's")])
+    theirs = store_thread(bob, [make_user_message("x", "bob asks"), make_assistant_message("x")])
+    sent = send_message(alice, theirs.id, make_user_message("x", "alice helps out"))
     store_image(bob, theirs.id, "bob.png")
-    give_feedback(alice, ThreadItem.objects.get(thread_id=theirs.id).pk)
-    give_feedback(bob, ThreadItem.objects.get(thread_id=theirs.id).pk, "positive")
+    answer = ThreadItem.objects.get(thread_id=theirs.id, type="assistant_message").pk
+    give_feedback(alice, answer)
+    give_feedback(bob, answer, "positive")
+    give_feedback(bob, sent.id, "positive")  # on her message: goes with it
     file_name = Attachment.objects.get(pk=image.id).file.name
 
     out = run("chatkit_erase_user", "alice", "--dry-run")
-    assert "1 threads, 2 items, 1 attachments, 1 feedback" in out
+    assert "1 threads, 2 items, 1 messages in threads of others, 1 attachments, 1 feedback" in out
     assert Thread.objects.count() == 2
 
     out = run("chatkit_erase_user", "alice", "--noinput")
     assert "Erased for alice" in out
     assert list(Thread.objects.values_list("owner__username", flat=True)) == ["bob"]
+    assert set(ThreadItem.objects.values_list("preview", flat=True)) == {"bob asks", "hi"}
     assert list(Attachment.objects.values_list("owner__username", flat=True)) == ["bob"]
-    assert list(Feedback.objects.values_list("user__username", flat=True)) == ["bob"]
+    assert list(Feedback.objects.values_list("user__username", "item_id")) == [("bob", answer)]
     assert not get_attachment_storage().exists(file_name)
     assert type(alice).objects.filter(pk=alice.pk).exists()  # the account is the project's
 

@@ -6,6 +6,9 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError, CommandParser
+from django.db.models import QuerySet
+
+from chatkit_django.models import ThreadItem
 
 
 def add_user_argument(parser: CommandParser) -> None:
@@ -20,3 +23,8 @@ def get_user(options: dict[str, Any]) -> Any:
         return User._default_manager.get(**lookup)
     except (User.DoesNotExist, ValueError):
         raise CommandError(f"No user with {lookup}.") from None
+
+
+def messages_elsewhere(user: Any) -> QuerySet:
+    """The messages ``user`` sent in threads that someone else owns (``ThreadItem.author``)."""
+    return ThreadItem.objects.filter(author=user).exclude(thread__owner=user)

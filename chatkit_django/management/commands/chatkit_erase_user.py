@@ -8,15 +8,20 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from chatkit_django.deletion import delete_thread_queryset
-from chatkit_django.management.commands._user import add_user_argument, get_user
+from chatkit_django.management.commands._user import (
+    add_user_argument,
+    get_user,
+    messages_elsewhere,
+)
 from chatkit_django.models import Attachment, Feedback, Thread, ThreadItem
 
 
 class Command(BaseCommand):
     help = (
         "Erase everything ChatKit stores about one user: their threads (items, feedback, "
-        "attachment files), their other attachments and the feedback they gave elsewhere. "
-        "The user account itself is left to your project."
+        "attachment files), the messages they sent in threads of others, their other "
+        "attachments and the feedback they gave elsewhere. The user account itself is left "
+        "to your project."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -33,6 +38,7 @@ class Command(BaseCommand):
         counts = {
             "threads": threads.count(),
             "items": ThreadItem.objects.filter(thread__owner=user).count(),
+            "messages in threads of others": messages_elsewhere(user).count(),
             "attachments": Attachment.objects.filter(owner=user).count(),
             "feedback": Feedback.objects.filter(user=user).count(),
         }
@@ -46,6 +52,10 @@ class Command(BaseCommand):
                 raise CommandError("Erasure cancelled.")
         delete_thread_queryset(threads)
         with transaction.atomic():
+            # Their messages in others' threads, with any feedback on them.
+            messages = messages_elsewhere(user)
+            Feedback.objects.filter(item__in=messages.values("pk")).delete()
+            messages.only("pk").delete()
             # Attachments never attached, or attached to others' threads; bytes go on commit.
             Attachment.objects.filter(owner=user).delete()
             Feedback.objects.filter(user=user).delete()

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
 from chatkit_django import export
-from chatkit_django.management.commands._user import add_user_argument, get_user
+from chatkit_django.management.commands._user import (
+    add_user_argument,
+    get_user,
+    messages_elsewhere,
+)
 from chatkit_django.models import Attachment, Feedback, Thread
+from chatkit_django.store import dump
 
 
 class Command(BaseCommand):
     help = (
         "Export everything ChatKit stores about one user: their threads with every item "
-        "(JSON as the SDK serialises it, or Markdown), their attachments' metadata and the "
-        "feedback they gave."
+        "(JSON as the SDK serialises it, or Markdown), the messages they sent in threads of "
+        "others, their attachments' metadata and the feedback they gave."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -23,33 +29,49 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=["json", "markdown"], default="json")
         parser.add_argument("--output", "-o", metavar="FILE", help="write here, not to stdout")
 
-    def chunks(self, user: Any, fmt: str) -> Any:
+    def chunks(self, user: Any, fmt: str) -> Iterator[str]:
         threads = Thread.objects.filter(owner=user)
+        attachments = Attachment.objects.filter(owner=user)
+        feedback = Feedback.objects.filter(user=user)
+        messages = messages_elsewhere(user)
         if fmt == "markdown":
-            return export.iter_markdown(threads)
-        attachments = list(
-            Attachment.objects.filter(owner=user)
-            .order_by("created_at", "pk")
-            .values_list("data", flat=True)
-        )
-        feedback = [
-            {
-                "thread_id": thread_id,
-                "item_id": item_id,
-                "kind": kind,
-                "created_at": created_at.isoformat(),
-            }
-            for thread_id, item_id, kind, created_at in Feedback.objects.filter(user=user)
-            .order_by("created_at", "pk")
-            .values_list("thread_id", "item_id", "kind", "created_at")
-            .iterator()
-        ]
+            return self.markdown(threads, messages, attachments, feedback)
         return export.iter_json(
             threads,
             user={"pk": str(user.pk), "username": user.get_username()},
-            attachments=attachments,
-            feedback=feedback,
+            messages=[dump(item) for item in export.iter_items(messages)],
+            attachments=list(
+                attachments.order_by("created_at", "pk").values_list("data", flat=True)
+            ),
+            feedback=[
+                {
+                    "thread_id": thread_id,
+                    "item_id": item_id,
+                    "kind": kind,
+                    "created_at": created_at.isoformat(),
+                }
+                for thread_id, item_id, kind, created_at in feedback.order_by("created_at", "pk")
+                .values_list("thread_id", "item_id", "kind", "created_at")
+                .iterator()
+            ],
         )
+
+    def markdown(self, threads: Any, messages: Any, attachments: Any, feedback: Any) -> Any:
+        """The threads, then the user's messages elsewhere, attachments and feedback."""
+        yield from export.iter_markdown(threads)
+        sections = [
+            ("Messages in threads of others", export.items_markdown(export.iter_items(messages))),
+            ("Attachments", export.attachments_markdown(attachments)),
+            ("Feedback given", export.feedback_markdown(feedback)),
+        ]
+        for title, lines in sections:
+            yield f"\n---\n\n# {title}\n\n"
+            empty = True
+            for line in lines:
+                empty = False
+                yield line
+            if empty:
+                yield "None.\n"
 
     def handle(self, *args: Any, **options: Any) -> None:
         user = get_user(options)
