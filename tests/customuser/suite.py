@@ -6,10 +6,12 @@ subprocess with ``tests.customuser.settings``.
 
 from __future__ import annotations
 
+from io import StringIO
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.urls import reverse
 
 from tests.admin_helpers import give_feedback, store_image, store_thread
@@ -52,3 +54,14 @@ def test_admin_search_follows_username_and_email_fields(
     assert search("attachment", "bob") == set()
     assert len(search("feedback", "bob")) == 1
     assert search("feedback", "alice") == set()
+
+
+def test_data_protection_commands_find_users_by_username_field(members: dict[str, Any]) -> None:
+    alice = members["alice"]
+    store_thread(alice, [make_user_message("x", "hello from alice")], title="Pets")
+    out = StringIO()
+    call_command("chatkit_export_user", "alice", "--format", "markdown", stdout=out)
+    assert out.getvalue().startswith("# Pets\n") and "- Owner: alice\n" in out.getvalue()
+    out = StringIO()
+    call_command("chatkit_erase_user", "alice", "--noinput", stdout=out)
+    assert "Erased for alice: 1 threads, 1 items" in out.getvalue()
