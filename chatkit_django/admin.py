@@ -16,6 +16,7 @@ from django.core.paginator import Paginator
 from django.db.models import (
     Count,
     Exists,
+    F,
     IntegerField,
     OuterRef,
     QuerySet,
@@ -248,14 +249,24 @@ class ThreadAdmin(ReadOnlyAdmin):
 
     def get_transcript(self, request: HttpRequest, obj: Thread) -> dict[str, Any]:
         """Template context of one page of ``obj``'s items, oldest first."""
-        items = ThreadItem.objects.filter(thread=obj).order_by(*ROW_ORDER)
+        username = ThreadItem.author.field.related_model.USERNAME_FIELD
+        items = (
+            ThreadItem.objects.filter(thread=obj)
+            .annotate(author_name=F(f"author__{username}"))
+            .order_by(*ROW_ORDER)
+        )
         paginator = Paginator(items, self.transcript_per_page)
         page = paginator.get_page(request.GET.get("page"))
         rows = list(page.object_list)
         builder = self.get_transcript_builder(request, rows)
+        entries = builder.build(rows)
+        for entry, row in zip(entries, rows, strict=True):
+            # Messages someone other than the owner sent (with change access) say who.
+            if row.author_id is not None and row.author_id != obj.owner_id:
+                entry["sent_by"] = row.author_name
         return {
             "template": self.transcript_template,
-            "entries": builder.build(rows),
+            "entries": entries,
             "page": page,
             "count": paginator.count,
         }

@@ -25,7 +25,7 @@ from django.urls import reverse
 from chatkit_django.models import Thread
 from chatkit_django.models import ThreadItem as ItemRow
 from tests import sdk_items
-from tests.admin_helpers import give_feedback, store_image, store_thread
+from tests.admin_helpers import give_feedback, send_message, store_image, store_thread
 from tests.conftest import make_assistant_message, make_user_message
 
 pytestmark = pytest.mark.django_db
@@ -470,3 +470,27 @@ def test_ids_that_look_like_admin_escapes(client: Any, admin_user: Any, user_fac
     listing = client.get(reverse(CHANGELIST)).content.decode()
     assert change_url("thr_2F_41") in listing
     assert "escaped" in transcript_html(client, "thr_2F_41")
+
+
+def test_transcript_says_who_sent_messages_the_owner_did_not(
+    client: Any, admin_user: Any, user_factory: Any
+) -> None:
+    owner = user_factory(username="owner")
+    helper = user_factory(username="helper")
+    helper.user_permissions.add(
+        Permission.objects.get(content_type__app_label="chatkit_django", codename="change_thread")
+    )
+    helper = type(helper).objects.get(pk=helper.pk)
+    asked = make_user_message("x", "owner asks")
+    thread = store_thread(owner, [asked, make_assistant_message("x")])
+    added = send_message(helper, thread.id, make_user_message("x", "helper adds"))
+    client.force_login(admin_user)
+    html = client.get(change_url(thread.id)).content.decode()
+
+    def article(item_id: str) -> str:
+        start = html.index(f'id="item-{item_id}"')
+        return html[start : html.index("</article>", start)]
+
+    assert "sent by helper" in article(added.id)
+    assert "sent by" not in article(asked.id)
+    assert html.count("sent by") == 1
