@@ -96,23 +96,43 @@ TEXT_MIME_TYPES = frozenset(
 ATTACHMENT_FIELDS = ("owner_id", "file", "mime_type", "name", "size", "uploaded_at", "upload_nonce")
 IMAGE_MIME_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
-# Delimiters the model is told to recognise. User-controlled text inside a block cannot end it:
-# ``fence`` drops any copy of the closing delimiter from the content.
+# Delimiters the model is told to recognise. Text the server did not write cannot form them:
+# ``fence`` defuses their tags inside a block, ``quote_text`` every client string in a note.
 ATTACHMENT_BLOCK = '<ATTACHMENT name="{name}" type="{mime}">\n{text}\n</ATTACHMENT>'
 ENTITY_BLOCK = '<ENTITY id="{id}" source="{source}">\n{text}\n</ENTITY>'
+BLOCK_TAGS = ("ATTACHMENT", "ENTITY")
+
+# What a one-line quoted value may not hold: its own quote, angle brackets (no tag of any
+# kind can form), and control characters or line breaks (it cannot start a line of its own).
+_UNQUOTABLE = re.compile(r'["<>\x00-\x1f\x7f-\x9f\u2028\u2029]')
+_QUOTED = {'"': "'", "<": "\u2039", ">": "\u203a"}
+MAX_QUOTED_CHARS = 200
 
 
-def fence(text: str, tag: str) -> str:
-    """``text`` with every closer of ``tag`` defused, so it cannot close its block early.
+def fence(text: str, *tags: str) -> str:
+    """``text`` with every opener and closer of ``tags`` (default: every block tag) defused.
 
     One pass, any case, any spacing, and nothing removed: ``</EN</ENTITY>TITY>`` cannot
-    re-form a closer the way deleting the inner one would let it.
+    re-form a closer the way deleting the inner one would let it. Openers go too, so the
+    content of one block cannot hold a whole block of another kind.
     """
-    return re.sub(rf"<(\s*/\s*{tag}\b)", "\u2039\\1", text, flags=re.IGNORECASE)
+    names = "|".join(re.escape(t) for t in tags or BLOCK_TAGS)
+    return re.sub(rf"<(\s*/?\s*(?:{names})\b)", "\u2039\\1", text, flags=re.IGNORECASE)
 
 
-def quote_attr(value: str) -> str:
-    return value.replace('"', "'").replace("\n", " ")
+def quote_text(value: str) -> str:
+    """A client-supplied string, safe inside a note's double quotes or a block's attribute.
+
+    One line, no ``"`` to end the quote early and no ``<``/``>`` (shown as ``\u2039``/``\u203a``),
+    so an attachment name or a tag's text cannot open or close a block whatever its case or
+    spacing; capped, since a note repeats it.
+    """
+    if len(value) > MAX_QUOTED_CHARS:
+        value = value[: MAX_QUOTED_CHARS - 1] + "\u2026"
+    return _UNQUOTABLE.sub(lambda m: _QUOTED.get(m.group(), " "), value)
+
+
+quote_attr = quote_text  # the attribute values of a block follow the same rule
 
 
 def data_url(mime_type: str, content: bytes) -> str:
@@ -252,8 +272,8 @@ class DjangoThreadItemConverter(ThreadItemConverter):
 
     def missing_note(self, attachment: AttachmentModel) -> ResponseInputTextParam:
         return self.note(
-            f'[The user attached "{attachment.name}" ({attachment.mime_type}), '
-            "but its contents could not be read.]"
+            f'[The user attached "{quote_text(attachment.name)}" '
+            f"({quote_text(attachment.mime_type)}), but its contents could not be read.]"
         )
 
     async def attachment_to_message_content(
@@ -281,8 +301,8 @@ class DjangoThreadItemConverter(ThreadItemConverter):
         if is_text_like(mime):
             return await self.text_to_message_content(row, mime, attachment)
         return self.note(
-            f'[The user attached "{row.name}" ({mime}); files of this type cannot be shown '
-            "to the model.]"
+            f'[The user attached "{quote_text(row.name)}" ({quote_text(mime)}); files of this '
+            "type cannot be shown to the model.]"
         )
 
     async def image_to_message_content(
@@ -319,7 +339,7 @@ class DjangoThreadItemConverter(ThreadItemConverter):
             text += f"\n[Truncated to the first {max_chars} characters.]"
         return self.note(
             ATTACHMENT_BLOCK.format(
-                name=quote_attr(row.name), mime=mime, text=fence(text, "ATTACHMENT")
+                name=quote_attr(row.name), mime=quote_attr(mime), text=fence(text)
             )
         )
 
@@ -337,15 +357,15 @@ class DjangoThreadItemConverter(ThreadItemConverter):
         else:
             found = await resolve_entity(tag.id, user) if user is not None else None
         if found is None:
-            return self.note(f'[The user mentioned "@{tag.text}", which could not be found.]')
+            return self.note(
+                f'[The user mentioned "@{quote_text(tag.text)}", which could not be found.]'
+            )
         source, obj = found
         return self.note(
             ENTITY_BLOCK.format(
                 id=quote_attr(source.entity_id(obj)),
-                source=source.name,
-                text=fence(
-                    f"Title: {source.get_title(obj)}\n{source.summarize(obj)}".rstrip(), "ENTITY"
-                ),
+                source=quote_attr(source.name),
+                text=fence(f"Title: {source.get_title(obj)}\n{source.summarize(obj)}".rstrip()),
             )
         )
 
