@@ -43,7 +43,6 @@ from chatkit.types import (
     UserMessageItem,
     UserMessageTagContent,
 )
-from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
 from django.db import models, transaction
@@ -192,26 +191,33 @@ class DjangoThreadItemConverter(ThreadItemConverter):
             found = {row.pk: row async for row in rows}
             for attachment_id in attachment_ids:
                 self._attachment_rows[attachment_id] = found.get(attachment_id)
-        wanted: dict[str, dict[str, str]] = {}  # source name -> {pk: entity id}
+        # source name -> {normalised pk: [entity ids]}: "note:1" and "note:01" are one row.
+        wanted: dict[str, dict[Any, list[str]]] = {}
+        sources = get_entity_sources()
+        querysets: dict[str, models.QuerySet[Any]] = {}
         for message in messages:
             for part in message.content:
-                if isinstance(part, UserMessageTagContent) and part.id not in self._entities:
-                    split = split_entity_id(part.id)
-                    if split is None:
-                        self._entities[part.id] = None
-                    else:
-                        wanted.setdefault(split[0].name, {})[split[1]] = part.id
-        sources = get_entity_sources()
+                if not isinstance(part, UserMessageTagContent) or part.id in self._entities:
+                    continue
+                split = split_entity_id(part.id)
+                if split is None:
+                    self._entities[part.id] = None
+                    continue
+                source, raw_pk = split
+                if source.name not in querysets:
+                    querysets[source.name] = source.get_queryset(user)
+                pk = source.clean_pk(raw_pk, querysets[source.name])
+                if pk is None:  # malformed or out of range: no row has it, no query needed
+                    self._entities[part.id] = None
+                else:
+                    wanted.setdefault(source.name, {}).setdefault(pk, []).append(part.id)
         for name, by_pk in wanted.items():
             source = sources[name]
-            try:
-                objs = [o async for o in source.get_queryset(user).filter(pk__in=list(by_pk))]
-            except (ValueError, TypeError, ValidationError):
-                continue  # a malformed pk: tag_to_message_content looks each one up
-            found_objs = {str(o.pk): o for o in objs}
-            for pk, entity_id in by_pk.items():
-                obj = found_objs.get(pk)
-                self._entities[entity_id] = None if obj is None else (source, obj)
+            found = {o.pk: o async for o in querysets[name].filter(pk__in=list(by_pk))}
+            for pk, entity_ids in by_pk.items():
+                obj = found.get(pk)
+                for entity_id in entity_ids:
+                    self._entities[entity_id] = None if obj is None else (source, obj)
 
     # -- access -------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from chatkit.widgets import WidgetRoot, WidgetTemplate
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied, ValidationError
-from django.db import models
+from django.db import connections, models
 from django.http import HttpRequest, JsonResponse
 from django.utils.translation import gettext_lazy as _
 from django.views import View
@@ -134,12 +134,37 @@ class EntitySource:
             }
         )
 
+    def clean_pk(self, pk: str, queryset: models.QuerySet[Any]) -> Any | None:
+        """``pk`` as the primary key's Python value, or ``None`` if no row can have it.
+
+        The pk field's ``to_python`` and validators decide the shape (``"01"`` is ``1``,
+        ``"abc"`` is nothing for an integer key), and the database's range for integer
+        columns bounds it: a lookup never fails on a malformed or huge key, and ids that
+        name the same row resolve alike everywhere.
+        """
+        field = queryset.model._meta.pk
+        while field.remote_field is not None:  # a parent link: the key is the parent's
+            field = field.target_field
+        try:
+            value = field.to_python(pk)
+            field.run_validators(value)
+        except (ValidationError, ValueError, TypeError):
+            return None
+        if value is None:
+            return None
+        if isinstance(field, models.IntegerField):
+            low, high = connections[queryset.db].ops.integer_field_range(field.get_internal_type())
+            if (low is not None and value < low) or (high is not None and value > high):
+                return None
+        return value
+
     async def aget(self, user: Any, pk: str) -> models.Model | None:
         """The object ``pk`` if ``user`` may see it, else ``None``."""
-        try:
-            return await self.get_queryset(user).filter(pk=pk).afirst()
-        except (ValueError, TypeError, ValidationError):  # a pk of the wrong shape
+        queryset = self.get_queryset(user)
+        value = self.clean_pk(pk, queryset)
+        if value is None:
             return None
+        return await queryset.filter(pk=value).afirst()
 
 
 @functools.cache
