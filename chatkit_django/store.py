@@ -8,6 +8,7 @@ exactly like rows that do not exist: loads raise ``NotFoundError``, listings lea
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -32,6 +33,8 @@ from chatkit_django._internal.ordering import keyset_page, next_seq, ordering_da
 from chatkit_django.context import ChatKitContext
 from chatkit_django.deletion import delete_items, send_thread_deleted_on_commit
 from chatkit_django.ids import generate_id
+
+logger = logging.getLogger(__name__)
 
 ThreadItemAdapter: TypeAdapter[ThreadItem] = TypeAdapter(ThreadItem)
 AttachmentAdapter: TypeAdapter[Attachment] = TypeAdapter(Attachment)
@@ -255,6 +258,7 @@ class DjangoStore(Store[ChatKitContext]):
     async def add_thread_item(
         self, thread_id: str, item: ThreadItem, context: ChatKitContext
     ) -> None:
+        """Insert; an id already stored in the thread keeps its stored item (and is logged)."""
         await self._touch_thread(thread_id, context)
         item = without_nul(item)
         fields = self.item_fields(item)
@@ -269,8 +273,31 @@ class DjangoStore(Store[ChatKitContext]):
                 **fields,
             )
         except IntegrityError:
-            # Added twice (e.g. saved on cancellation, then done): keep one row, in place.
-            await self._update_item(thread_id, item.id, fields)
+            await self._added_again(thread_id, item, fields)
+
+    async def _added_again(self, thread_id: str, item: ThreadItem, fields: dict[str, Any]) -> None:
+        """An item id added a second time: the stored item stays as it is.
+
+        Adding never replaces (``save_item`` does): the stored copy may be newer than the
+        one added again. A responder that yields a structured question again after the user
+        answered it would otherwise put the unanswered copy back; a hang-up while the SDK adds
+        an item it just finished makes the SDK add its partial copy again.
+        """
+        stored = (
+            await self.item_model.objects.filter(pk=item.id, thread_id=thread_id)
+            .values_list("data", flat=True)
+            .afirst()
+        )
+        if stored is None:
+            # The id is taken by an item of another thread.
+            raise NotFoundError(f"Item {item.id} not found in thread {thread_id}")
+        if stored != fields["data"]:
+            logger.warning(
+                "Item %s of thread %s was added again with other content; the stored item "
+                "is kept (save_item replaces an item, add_thread_item never does).",
+                item.id,
+                thread_id,
+            )
 
     async def save_item(self, thread_id: str, item: ThreadItem, context: ChatKitContext) -> None:
         """Upsert; an existing item keeps its place in the thread."""

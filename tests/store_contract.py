@@ -233,15 +233,30 @@ class StoreContract:
         await store.save_item(thread.id, item, ctx)
         assert await store.load_item(thread.id, item.id, ctx) == item
 
-    async def test_add_thread_item_twice_keeps_one_item(
+    async def test_add_thread_item_twice_keeps_the_stored_item(
         self, store: Store[Any], ctx: Any, thread: ThreadMetadata
     ) -> None:
         ids = await self.add_items(store, thread.id, ctx, 2)
+        stored = await store.load_item(thread.id, ids[0], ctx)
         again = make_user_message(thread.id, "again", id=ids[0], created_at=T0)
         await store.add_thread_item(thread.id, again, ctx)
         page = await store.load_thread_items(thread.id, None, 10, "asc", ctx)
         assert [i.id for i in page.data] == ids
-        assert page.data[0] == again
+        assert page.data[0] == stored  # adding never replaces; save_item does
+
+    async def test_adding_again_does_not_undo_a_save(
+        self, store: Store[Any], ctx: Any, thread: ThreadMetadata
+    ) -> None:
+        answered = sdk_items.ITEM_BUILDERS["structured_input"](thread.id)
+        pending = answered.model_copy(update={"status": "pending"})
+        await store.add_thread_item(thread.id, pending, ctx)
+        await store.save_item(thread.id, answered, ctx)
+
+        await store.add_thread_item(thread.id, pending, ctx)  # a responder yields it again
+
+        assert await store.load_item(thread.id, pending.id, ctx) == answered
+        page = await store.load_thread_items(thread.id, None, 10, "asc", ctx)
+        assert [i.id for i in page.data] == [pending.id]
 
     async def test_item_ids_are_scoped_to_their_thread(
         self, store: Store[Any], ctx: Any, thread: ThreadMetadata
