@@ -56,6 +56,13 @@ class BadRequest(APIException):
     default_code = "bad_request"
 
 
+class InvalidCursor(BadRequest):
+    """A page cursor we did not sign, or an old-style cursor (an id) that names no row."""
+
+    default_detail = _("The page cursor is not valid; list again from the start.")
+    default_code = "invalid_cursor"
+
+
 class RequestTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = _("The request body is larger than CHATKIT['MAX_REQUEST_BYTES'].")

@@ -28,10 +28,18 @@ from django.utils import timezone
 from pydantic import BaseModel, TypeAdapter
 
 from chatkit_django import models as chatkit_models
-from chatkit_django._internal.nul import has_nul, without_nul
-from chatkit_django._internal.ordering import keyset_page, next_seq, ordering_datetime
+from chatkit_django._internal.cursors import decode_cursor, encode_cursor
+from chatkit_django._internal.nul import has_nul, names_nothing, without_nul
+from chatkit_django._internal.ordering import (
+    ROW_ORDER,
+    Position,
+    keyset_page,
+    next_seq,
+    ordering_datetime,
+)
 from chatkit_django.context import ChatKitContext
 from chatkit_django.deletion import delete_items, send_thread_deleted_on_commit
+from chatkit_django.exceptions import InvalidCursor
 from chatkit_django.ids import generate_id
 
 logger = logging.getLogger(__name__)
@@ -177,13 +185,13 @@ class DjangoStore(Store[ChatKitContext]):
         user = self._user(context)
         if user is None:
             return Page(data=[], has_more=False, after=None)
+        position = await self._cursor_position("threads", self.thread_model, after, owner=user)
         rows = keyset_page(
-            self.thread_model.objects.filter(owner=user),
-            after=after,
-            order=order,
-            scope={"owner": user},
-        ).values_list("id", "data")
-        return _page([r async for r in rows[: limit + 1]], limit, ThreadMetadata.model_validate)
+            self.thread_model.objects.filter(owner=user), after=position, order=order
+        ).values_list("data", *ROW_ORDER)
+        return _page(
+            [r async for r in rows[: limit + 1]], limit, ThreadMetadata.model_validate, "threads"
+        )
 
     async def delete_thread(self, thread_id: str, context: ChatKitContext) -> None:
         row = await self._accessible_thread(thread_id, context, "delete")
@@ -203,6 +211,30 @@ class DjangoStore(Store[ChatKitContext]):
             delete_items(self.item_model, [thread_id], using=db)
             self.thread_model.objects.filter(pk=thread_id).delete()
             send_thread_deleted_on_commit(thread_id, user=user, using=db)
+
+    # -- pages ---------------------------------------------------------------
+
+    async def _cursor_position(
+        self, kind: str, model: type[models.Model], after: str | None, **scope: Any
+    ) -> Position | None:
+        """Where the page after ``after`` starts; raises ``InvalidCursor`` for a bad cursor.
+
+        A cursor carries its position, signed (``_internal/cursors.py``). An id, what
+        cursors were before, is still accepted from clients that kept one across an upgrade:
+        its row's position is looked up (one query), as long as the row exists.
+        """
+        if not after:
+            return None
+        position = decode_cursor(kind, after)
+        if position is not None:
+            return position
+        if not names_nothing(after):
+            row = await (
+                model._default_manager.filter(pk=after, **scope).values_list(*ROW_ORDER).afirst()
+            )
+            if row is not None:
+                return row
+        raise InvalidCursor()
 
     # -- items ---------------------------------------------------------------
 
@@ -232,13 +264,13 @@ class DjangoStore(Store[ChatKitContext]):
             await self._accessible_thread(thread_id, context, "view")
         except NotFoundError:
             return Page(data=[], has_more=False, after=None)
+        position = await self._cursor_position("items", self.item_model, after, thread_id=thread_id)
         rows = keyset_page(
-            self.item_model.objects.filter(thread_id=thread_id),
-            after=after,
-            order=order,
-            scope={"thread_id": thread_id},
-        ).values_list("id", "data")
-        page = _page([r async for r in rows[: limit + 1]], limit, ThreadItemAdapter.validate_python)
+            self.item_model.objects.filter(thread_id=thread_id), after=position, order=order
+        ).values_list("data", *ROW_ORDER)
+        page = _page(
+            [r async for r in rows[: limit + 1]], limit, ThreadItemAdapter.validate_python, "items"
+        )
         page.data = [self.present_item(item, context) for item in page.data]
         return page
 
@@ -441,11 +473,12 @@ def _insert(model: type[models.Model], **fields: Any) -> None:
         model.objects.using(db).create(**fields)
 
 
-def _page(rows: list[tuple[str, Any]], limit: int, load: Any) -> Page[Any]:
+def _page(rows: list[tuple[Any, ...]], limit: int, load: Any, kind: str) -> Page[Any]:
+    """A page from ``(data, created_at, seq, id)`` rows; the cursor is the last row's position."""
     has_more = len(rows) > limit
     rows = rows[:limit]
     return Page(
-        data=[load(data) for _, data in rows],
+        data=[load(row[0]) for row in rows],
         has_more=has_more,
-        after=rows[-1][0] if has_more and rows else None,
+        after=encode_cursor(kind, rows[-1][1:]) if has_more and rows else None,
     )

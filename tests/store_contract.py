@@ -24,6 +24,7 @@ from chatkit.types import (
     ThreadMetadata,
 )
 
+from chatkit_django.exceptions import InvalidCursor
 from tests import sdk_items
 from tests.conftest import make_assistant_message, make_thread, make_user_message
 
@@ -321,8 +322,12 @@ class StoreContract:
         with pytest.raises(NotFoundError):
             await store.delete_thread(odd_id, ctx)
         assert await store.load_thread_items(odd_id, None, 10, "asc", ctx) == empty
-        assert await store.load_thread_items(thread.id, odd_id, 10, "asc", ctx) == empty
-        assert (await store.load_threads(10, odd_id, "asc", ctx)).data == []
+        if odd_id:  # (an empty cursor is the first page)
+            # Neither a cursor we signed nor the id of a row: 400, not a silent end.
+            with pytest.raises(InvalidCursor):
+                await store.load_thread_items(thread.id, odd_id, 10, "asc", ctx)
+            with pytest.raises(InvalidCursor):
+                await store.load_threads(10, odd_id, "asc", ctx)
         await store.delete_thread_item(thread.id, odd_id, ctx)
         assert [
             i.id for i in (await store.load_thread_items(thread.id, None, 9, "asc", ctx)).data
@@ -368,8 +373,12 @@ class StoreContract:
                 if not page.has_more:
                     assert page.after is None
                     break
-                assert page.after == page.data[-1].id
+                # An opaque cursor; the id of the last item, what cursors used to be, still
+                # gives the same next page.
+                assert page.after not in ids
+                by_id = await store.load_thread_items(thread.id, page.data[-1].id, 3, order, ctx)
                 after = page.after
+                assert by_id == await store.load_thread_items(thread.id, after, 3, order, ctx)
             assert seen == expected
             assert pages == [(3, True), (3, True), (1, False)]
 
@@ -405,21 +414,67 @@ class StoreContract:
         other = make_thread()
         await store.save_thread(other, ctx)
         [foreign] = await self.add_items(store, other.id, ctx, 1)
-        for cursor in (foreign, "msg_unknown", "", "' OR 1=1 --", "x" * 1000):
-            page = await store.load_thread_items(thread.id, cursor, 10, "asc", ctx)
-            assert page == Page(data=[], has_more=False, after=None), cursor
+        for cursor in (foreign, "msg_unknown", "' OR 1=1 --", "x" * 1000, "a:b", "\x00"):
+            with pytest.raises(InvalidCursor):
+                await store.load_thread_items(thread.id, cursor, 10, "asc", ctx)
+        # An empty cursor carries no position: the first page.
+        page = await store.load_thread_items(thread.id, "", 10, "asc", ctx)
+        assert len(page.data) == 3
+
+    async def test_a_tampered_cursor_is_refused(
+        self, store: Store[Any], ctx: Any, thread: ThreadMetadata
+    ) -> None:
+        await self.add_items(store, thread.id, ctx, 3)
+        cursor = (await store.load_thread_items(thread.id, None, 1, "asc", ctx)).after
+        payload, _, signature = cursor.rpartition(":")
+        for forged in (
+            f"{payload}:{signature[::-1]}",
+            f"{payload[:-2]}{payload[-1]}{payload[-2]}:{signature}",
+            cursor + "x",
+            cursor.replace(":", "", 1),
+        ):
+            with pytest.raises(InvalidCursor):
+                await store.load_thread_items(thread.id, forged, 10, "asc", ctx)
+        # An item cursor is no thread cursor.
+        with pytest.raises(InvalidCursor):
+            await store.load_threads(10, cursor, "asc", ctx)
 
     async def test_items_page_of_missing_thread_is_empty(self, store: Store[Any], ctx: Any) -> None:
         page = await store.load_thread_items("thr_missing", None, 10, "desc", ctx)
         assert page == Page(data=[], has_more=False, after=None)
 
-    async def test_deleted_cursor_gives_empty_page(
-        self, store: Store[Any], ctx: Any, thread: ThreadMetadata
+    @pytest.mark.parametrize("order", ["asc", "desc"])
+    async def test_paging_goes_on_after_the_cursor_item_is_deleted(
+        self, store: Store[Any], ctx: Any, thread: ThreadMetadata, order: str
     ) -> None:
-        ids = await self.add_items(store, thread.id, ctx, 4)
-        await store.delete_thread_item(thread.id, ids[1], ctx)
-        page = await store.load_thread_items(thread.id, ids[1], 10, "asc", ctx)
-        assert page.data == []
+        ids = await self.add_items(store, thread.id, ctx, 5)
+        expected = ids if order == "asc" else ids[::-1]
+        first = await store.load_thread_items(thread.id, None, 2, order, ctx)
+        await store.delete_thread_item(thread.id, expected[1], ctx)  # the cursor's item
+
+        rest = await store.load_thread_items(thread.id, first.after, 10, order, ctx)
+
+        assert [i.id for i in rest.data] == expected[2:]
+        assert rest.has_more is False
+        # An old-style cursor (the id) whose item is gone is refused, not an empty last page.
+        with pytest.raises(InvalidCursor):
+            await store.load_thread_items(thread.id, expected[1], 10, order, ctx)
+
+    async def test_paging_goes_on_after_the_cursor_thread_is_deleted(
+        self, store: Store[Any], ctx: Any
+    ) -> None:
+        ids = []
+        for i in range(5):
+            thread = make_thread(created_at=T0 + timedelta(minutes=i))
+            await store.save_thread(thread, ctx)
+            ids.append(thread.id)
+        first = await store.load_threads(2, None, "desc", ctx)
+        await store.delete_thread(first.data[-1].id, ctx)
+
+        rest = await store.load_threads(10, first.after, "desc", ctx)
+
+        assert [t.id for t in rest.data] == ids[::-1][2:]
+        assert rest.has_more is False
 
     # -- thread pagination ---------------------------------------------------
 
@@ -438,7 +493,10 @@ class StoreContract:
             third = await store.load_threads(2, second.after, order, ctx)
             assert [t.id for p in (first, second, third) for t in p.data] == expected
             assert (first.has_more, second.has_more, third.has_more) == (True, True, False)
-            assert (first.after, second.after, third.after) == (ids_at(expected, 1, 3) + (None,))
+            assert third.after is None
+            # Old-style cursors (ids) still work.
+            by_id = await store.load_threads(2, expected[1], order, ctx)
+            assert [t.id for t in by_id.data] == [t.id for t in second.data]
 
     async def test_load_threads_lists_only_own_threads(
         self, store: Store[Any], ctx: Any, other_ctx: Any, thread: ThreadMetadata
@@ -450,7 +508,8 @@ class StoreContract:
             theirs.id
         ]
         # Someone else's thread id is no cursor into my list.
-        assert (await store.load_threads(10, theirs.id, "asc", ctx)).data == []
+        with pytest.raises(InvalidCursor):
+            await store.load_threads(10, theirs.id, "asc", ctx)
 
     async def test_saving_a_thread_keeps_its_place(self, store: Store[Any], ctx: Any) -> None:
         ids = []
@@ -461,7 +520,3 @@ class StoreContract:
         first = await store.load_thread(ids[0], ctx)
         await store.save_thread(first.model_copy(update={"title": "later"}), ctx)
         assert [t.id for t in (await store.load_threads(10, None, "asc", ctx)).data] == ids
-
-
-def ids_at(ids: list[str], *positions: int) -> tuple[str, ...]:
-    return tuple(ids[p] for p in positions)

@@ -17,7 +17,7 @@ from django.db import connection
 from django.utils import timezone
 
 from chatkit_django import models
-from chatkit_django._internal.ordering import keyset_page, next_seq
+from chatkit_django._internal.ordering import ROW_ORDER, keyset_page, next_seq
 
 pytestmark = pytest.mark.django_db
 
@@ -50,23 +50,26 @@ def plan(queryset: Any) -> str:
     return queryset.explain()
 
 
+def position(model: Any, pk: str) -> Any:
+    return model.objects.values_list(*ROW_ORDER).get(pk=pk)
+
+
 @pytest.mark.parametrize("order", ["asc", "desc"])
 @pytest.mark.parametrize("after", [None, "msg_1"])
 def test_items_page_walks_the_thread_index(rows: dict[str, Any], order: str, after: Any) -> None:
     thread = rows["thread"]
     queryset = keyset_page(
         models.ThreadItem.objects.filter(thread_id=thread.id),
-        after=after,
+        after=after and position(models.ThreadItem, after),
         order=order,
-        scope={"thread_id": thread.id},
-    ).values_list("id", "data")[:21]
+    ).values_list("data", *ROW_ORDER)[:21]
     expected = {
         (None, "asc"): ["msg_0", "msg_1", "msg_2"],
         (None, "desc"): ["msg_2", "msg_1", "msg_0"],
         ("msg_1", "asc"): ["msg_2"],
         ("msg_1", "desc"): ["msg_0"],
     }
-    assert [r[0] for r in queryset] == expected[after, order]
+    assert [r[-1] for r in queryset] == expected[after, order]
     assert_index_walk(plan(queryset), "chatkit_item_thread_order")
 
 
@@ -75,8 +78,10 @@ def test_items_page_walks_the_thread_index(rows: dict[str, Any], order: str, aft
 def test_threads_page_walks_the_owner_index(rows: dict[str, Any], order: str, after: Any) -> None:
     user = rows["user"]
     queryset = keyset_page(
-        models.Thread.objects.filter(owner=user), after=after, order=order, scope={"owner": user}
-    ).values_list("id", "data")[:21]
+        models.Thread.objects.filter(owner=user),
+        after=after and position(models.Thread, after),
+        order=order,
+    ).values_list("data", *ROW_ORDER)[:21]
     assert_index_walk(plan(queryset), "chatkit_thread_owner_order")
 
 

@@ -4,11 +4,11 @@ Rows are ordered by ``(created_at, seq, id)``. ``seq`` is a process-monotonic na
 clock, so rows created within the same ``created_at`` keep their insertion order, and ``id``
 makes the order total even if two processes ever draw the same ``seq``.
 
-Keyset pages compare the row value ``(created_at, seq, id)`` with the cursor row's, in one
-statement: the database walks the ``(parent, created_at, seq, id)`` index from the cursor,
-so a page deep in a long thread costs what the first page costs. Django has no public
-row-value expression, so this builds the comparison as SQL; SQLite (3.15+) and PostgreSQL
-both support row values.
+Keyset pages compare the row value ``(created_at, seq, id)`` with the position a cursor
+carries (``cursors.py``): the database walks the ``(parent, created_at, seq, id)`` index
+from there, so a page deep in a long thread costs what the first page costs. Django has no
+public row-value expression, so this builds the comparison as SQL; SQLite (3.15+) and
+PostgreSQL both support row values.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from datetime import datetime
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -52,36 +52,32 @@ def ordering_datetime(value: datetime) -> datetime:
     return value
 
 
+Position = tuple[datetime, int, str]
+"""Where a row sits in the order: its ``(created_at, seq, id)``, the ``ROW_ORDER`` fields."""
+
+
 def keyset_page(
     queryset: models.QuerySet,
     *,
-    after: str | None,
+    after: Position | None,
     order: str,
-    scope: dict[str, object],
 ) -> models.QuerySet:
-    """Order ``queryset`` for paging and, with a cursor, keep only rows past it.
+    """Order ``queryset`` for paging and, with a position, keep only rows past it.
 
-    ``after`` is the primary key of the last row of the previous page; it is looked up
-    among rows matching ``scope`` (the same parent), in a subquery of the same statement.
-    A cursor that names no such row yields an empty page.
+    ``after`` is the position of the last row of the previous page, carried by the cursor
+    itself: the row need not exist any more, so deleting it does not end the listing.
     """
     descending = order == "desc"
-    fields = ROW_ORDER
-    queryset = queryset.order_by(*(f"-{f}" if descending else f for f in fields))
+    queryset = queryset.order_by(*(f"-{f}" if descending else f for f in ROW_ORDER))
     if after is None:
         return queryset
-    if "\x00" in after:  # PostgreSQL rejects NUL in text; no id has one (see nul.py)
-        return queryset.none()
     model = queryset.model
-    table = model._meta.db_table
-    cursor_rows = model._base_manager.filter(pk=after, **scope).values(*fields)
-    sub_sql, sub_params = cursor_rows.query.sql_with_params()
-    from django.db import connections
-
-    qn = connections[queryset.db].ops.quote_name
-    columns = ", ".join(f"{qn(table)}.{qn(model._meta.get_field(f).column)}" for f in fields)
+    connection = connections[queryset.db]
+    qn = connection.ops.quote_name
+    fields = [model._meta.get_field(f) for f in ROW_ORDER]
+    columns = ", ".join(f"{qn(model._meta.db_table)}.{qn(f.column)}" for f in fields)
+    # The values as the ORM would send them (SQLite stores datetimes as UTC text).
+    params = [f.get_db_prep_value(v, connection) for f, v in zip(fields, after, strict=True)]
     op = "<" if descending else ">"
-    condition = RawSQL(
-        f"({columns}) {op} ({sub_sql})", sub_params, output_field=models.BooleanField()
-    )
+    condition = RawSQL(f"({columns}) {op} (%s, %s, %s)", params, output_field=models.BooleanField())
     return queryset.filter(condition)
