@@ -148,3 +148,44 @@ def test_cursors_survive_a_key_rotation_with_fallbacks(settings: Any) -> None:
     settings.SECRET_KEY = "rotated-" + "z" * 50
     assert decode_cursor("items", cursor) == position
     assert json.dumps(cursor).isascii()
+
+
+@pytest.fixture
+async def without_use_tz(settings: Any) -> Any:
+    """USE_TZ off, on connections opened with it off (PostgreSQL reads datetimes by it)."""
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    def reconnect() -> None:
+        # In the ORM's thread: its connections cache the time zone they were opened with.
+        for conn in connections.all():
+            conn.close()
+            conn.__dict__.pop("timezone", None)
+            conn.__dict__.pop("timezone_name", None)
+
+    settings.USE_TZ = False
+    await sync_to_async(reconnect)()
+    yield
+    settings.USE_TZ = True
+    await sync_to_async(reconnect)()
+
+
+async def test_paging_without_use_tz(auser_factory: Any, without_use_tz: Any) -> None:
+    user = await auser_factory()
+    context = ChatKitContext(user=user)
+    store = DjangoStore()
+    thread = make_thread(created_at=T0)
+    await store.save_thread(thread, context)
+    ids = []
+    for i in range(5):
+        item = make_user_message(thread.id, f"m{i}", created_at=T0 + timedelta(microseconds=i))
+        await store.add_thread_item(thread.id, item, context)
+        ids.append(item.id)
+    seen, after = [], None
+    for _ in range(5):  # bounded: a cursor that does not move must fail, not loop
+        page = await store.load_thread_items(thread.id, after, 2, "desc", context)
+        seen += [i.id for i in page.data]
+        if not page.has_more:
+            break
+        after = page.after
+    assert seen == ids[::-1]
