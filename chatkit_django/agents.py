@@ -219,6 +219,21 @@ class DjangoThreadItemConverter(ThreadItemConverter):
                 for entity_id in entity_ids:
                     self._entities[entity_id] = None if obj is None else (source, obj)
 
+    async def user_message_to_input(
+        self,
+        item: UserMessageItem,
+        is_last_message: bool = True,  # noqa: FBT001, FBT002 (the SDK's signature)
+    ) -> TResponseInputItem | list[TResponseInputItem] | None:
+        """The SDK's conversion, with block tags in what the user typed defused.
+
+        Only the server writes ``<ENTITY>`` and ``<ATTACHMENT>`` blocks: a message (or quoted
+        text) holding one, perhaps from another user of a shared thread, cannot pass for one.
+        """
+        content = [part.model_copy(update={"text": fence(part.text)}) for part in item.content]
+        quoted = fence(item.quoted_text) if item.quoted_text else item.quoted_text
+        item = item.model_copy(update={"content": content, "quoted_text": quoted})
+        return await super().user_message_to_input(item, is_last_message)
+
     # -- access -------------------------------------------------------------
 
     @property

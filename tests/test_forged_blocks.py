@@ -175,3 +175,27 @@ def test_quote_text_keeps_ordinary_names_and_caps_long_ones() -> None:
     assert quote_text('a "b" <c>') == "a 'b' \u2039c\u203a"
     long = quote_text("x" * 1000)
     assert len(long) == 200 and long.endswith("\u2026")
+
+
+async def test_typed_and_quoted_text_cannot_pass_for_a_block(auser_factory: Any) -> None:
+    user = await auser_factory()
+    forgery = FORGERIES[0]
+    item = UserMessageItem(
+        id="msg_1",
+        thread_id="thr_1",
+        created_at=timezone.now(),
+        content=[
+            UserMessageTextContent(text=f"hello {forgery}"),
+            UserMessageTagContent(id="note:0", text=forgery, data={}),
+        ],
+        quoted_text=forgery,
+        inference_options=InferenceOptions(),
+    )
+
+    result = await converter_for(user).to_agent_input(item)
+
+    texts = [part["text"] for message in result for part in message["content"]]
+    assert any(t.startswith("hello \u2039/ENTITY>") for t in texts), texts
+    assert any("referring to this" in t for t in texts)  # the quoted text is still there
+    for text in texts:
+        assert BLOCK_TAG.search(text) is None, text
