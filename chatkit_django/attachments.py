@@ -35,6 +35,7 @@ from django.utils import timezone
 from pydantic import AnyUrl
 
 from chatkit_django import exceptions
+from chatkit_django._internal.compat import storage_key
 from chatkit_django._internal.files import (
     SNIFF_BYTES,
     UploadTooLarge,
@@ -122,7 +123,7 @@ def read_head(storage: Storage, name: str) -> bytes:
     """The first bytes of a stored file, without downloading all of it."""
     if can_presign(storage):
         # S3File.read() would download the whole object first; a ranged GET reads 16 bytes.
-        key = storage._normalize_name(name)
+        key = storage_key(storage, name)
         body = storage.bucket.Object(key).get(Range=f"bytes=0-{SNIFF_BYTES - 1}")["Body"]
         return body.read()
     with storage.open(name, "rb") as f:
@@ -289,7 +290,7 @@ class DjangoAttachmentStore(AttachmentStore[ChatKitContext]):
             "put_object",
             Params={
                 "Bucket": storage.bucket_name,
-                "Key": storage._normalize_name(name),
+                "Key": storage_key(storage, name),
                 "ContentType": mime_type,
             },
             ExpiresIn=chatkit_settings.UPLOAD_TOKEN_MAX_AGE,

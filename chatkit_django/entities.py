@@ -1,10 +1,13 @@
 """@-mentions backed by Django models.
 
 A project describes each kind of thing users may mention as an ``EntitySource`` subclass and
-lists it in ``CHATKIT['ENTITY_SOURCES']``. The same source then serves three callers:
+lists it in ``CHATKIT['ENTITY_SOURCES']``. This module is the registry (``EntitySource``,
+``get_entity_sources()``, ``resolve_entity()``); the same source then serves three callers:
 
-- ``EntitySearchView`` answers ChatKit.js ``entities.onTagSearch`` with ``Entity`` JSON;
-- ``EntityPreviewView`` answers ``entities.onRequestPreview`` with ``{"preview": BasicRoot}``;
+- ``EntitySearchView`` (``chatkit_django.views``) answers ChatKit.js ``entities.onTagSearch``
+  with ``Entity`` JSON;
+- ``EntityPreviewView`` (``chatkit_django.views``) answers ``entities.onRequestPreview`` with
+  ``{"preview": BasicRoot}``;
 - ``DjangoThreadItemConverter.tag_to_message_content`` (``chatkit_django.agents``) turns a tag
   into a summary the model can trust.
 
@@ -20,16 +23,11 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from chatkit.widgets import WidgetRoot, WidgetTemplate
-from django.core.exceptions import ImproperlyConfigured, PermissionDenied, ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import connections, models
-from django.http import HttpRequest, JsonResponse
-from django.utils.translation import gettext_lazy as _
-from django.views import View
 
-from chatkit_django._internal.nul import has_nul, names_nothing
+from chatkit_django._internal.nul import names_nothing
 from chatkit_django.conf import chatkit_settings, on_reload
-from chatkit_django.exceptions import error_response
-from chatkit_django.streaming import AuthenticationError, ChatKitEndpointMixin
 
 # The default preview: a Basic root with the entity's title and its summary. Built with the
 # SDK's WidgetTemplate (named widget classes are deprecated in favour of templates).
@@ -49,8 +47,6 @@ DEFAULT_PREVIEW_TEMPLATE = WidgetTemplate(
         "jsonSchema": {},
     }
 )
-
-MAX_QUERY_CHARS = 200
 
 
 class EntitySource:
@@ -203,100 +199,3 @@ async def resolve_entity(entity_id: str, user: Any) -> tuple[EntitySource, model
     source, pk = found
     obj = await source.aget(user, pk)
     return None if obj is None else (source, obj)
-
-
-class EntityView(ChatKitEndpointMixin, View):
-    """Shared parts of the two entity views: the endpoint's authentication, JSON errors.
-
-    The user is found exactly as the ChatKit endpoint finds it (``AUTHENTICATION_CLASSES``,
-    then the session; anonymous only with ``ALLOW_ANONYMOUS``, in which case sources get an
-    ``AnonymousUser``).
-    """
-
-    http_method_names = ["get"]
-
-    async def get_user(self, request: HttpRequest) -> Any:
-        """The user whose entities are searched; raises ``AuthenticationError`` if none."""
-        await self.authenticate(request)
-        return request.user
-
-    async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        if request.method != "GET":
-            response = error_response(
-                _('Method "%(method)s" not allowed.') % {"method": request.method},
-                "method_not_allowed",
-                405,
-            )
-            response["Allow"] = "GET"
-            return response
-        try:
-            user = await self.get_user(request)
-        except AuthenticationError as e:
-            response = error_response(e.detail, e.code, 401 if e.www_authenticate else 403)
-            if e.www_authenticate:
-                response["WWW-Authenticate"] = e.www_authenticate
-            return response
-        except PermissionDenied as e:
-            return error_response(str(e), "permission_denied", 403)
-        return await self.get(request, user)
-
-
-class EntitySearchView(EntityView):
-    """``GET ?q=<query>[&source=<name>]`` → ``{"data": [Entity, ...]}`` for ``onTagSearch``.
-
-    At most ``CHATKIT['ENTITY_SEARCH_LIMIT']`` entities, from the sources in settings order;
-    one query per source.
-    """
-
-    def get_limit(self) -> int:
-        return chatkit_settings.ENTITY_SEARCH_LIMIT
-
-    async def get(self, request: HttpRequest, user: Any) -> JsonResponse:
-        query = request.GET.get("q", "").strip()
-        if has_nul(query):
-            return error_response(
-                _("The search query contains a NUL character."), "invalid_query", 400
-            )
-        if len(query) > MAX_QUERY_CHARS:
-            return error_response(
-                _("The search query is longer than %(max)d characters.") % {"max": MAX_QUERY_CHARS},
-                "query_too_long",
-                400,
-            )
-        sources = get_entity_sources()
-        wanted = request.GET.get("source")
-        if wanted is not None:
-            if wanted not in sources:
-                return error_response(
-                    _("There is no entity source named %(name)r.") % {"name": wanted},
-                    "unknown_source",
-                    400,
-                )
-            sources = {wanted: sources[wanted]}
-        limit = self.get_limit()
-        entities: list[dict[str, Any]] = []
-        for source in sources.values():
-            if len(entities) >= limit:
-                break
-            rows = source.search(user, query)[: limit - len(entities)]
-            entities.extend([source.to_entity(obj) async for obj in rows])
-        return JsonResponse({"data": entities})
-
-
-class EntityPreviewView(EntityView):
-    """``GET ?id=<entity id>`` → ``{"preview": BasicRoot | null}`` for ``onRequestPreview``.
-
-    An entity the user may not see answers 404, exactly like one that does not exist.
-    """
-
-    async def get(self, request: HttpRequest, user: Any) -> JsonResponse:
-        entity_id = request.GET.get("id", "")
-        if not entity_id:
-            return error_response(_("Pass the entity id as ?id=."), "missing_id", 400)
-        found = await resolve_entity(entity_id, user)
-        if found is None:
-            return error_response(_("Not found."), "not_found", 404)
-        source, obj = found
-        preview = source.get_preview(obj)
-        payload = None if preview is None else preview.model_dump(mode="json", exclude_none=True)
-        return JsonResponse({"preview": payload})

@@ -10,14 +10,25 @@ from chatkit.store import AttachmentStore, NotFoundError, Store
 from chatkit.types import (
     AudioInput,
     ChatKitReq,
+    ClientToolCallItem,
     FeedbackKind,
+    StreamingReq,
+    StructuredInputItem,
     ThreadMetadata,
+    ThreadsAddClientToolOutputReq,
+    ThreadsAddStructuredInputReq,
+    ThreadsAddUserMessageReq,
+    ThreadsCreateReq,
+    ThreadsCustomActionReq,
+    ThreadsRetryAfterItemReq,
     TranscriptionResult,
+    UserMessageItem,
     is_streaming_req,
 )
 from django.core.exceptions import PermissionDenied
 from pydantic import TypeAdapter
 
+from chatkit_django._internal.compat import process_non_streaming, process_streaming
 from chatkit_django.conf import chatkit_settings, on_reload
 from chatkit_django.context import ChatKitContext
 from chatkit_django.models import Feedback, ThreadItem
@@ -62,11 +73,52 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         """Answer a request already parsed into the SDK's models (the endpoint parses first).
 
         The routing is the SDK's own: this hands the request to the same handlers its
-        ``process()`` does.
+        ``process()`` does, after ``check_streaming_request()`` for a streaming one.
         """
         if is_streaming_req(request):
-            return StreamingResult(self._process_streaming(request, context))
-        return NonStreamingResult(await self._process_non_streaming(request, context))
+            await self.check_streaming_request(request, context)
+            return StreamingResult(process_streaming(self, request, context))
+        return NonStreamingResult(await process_non_streaming(self, request, context))
+
+    async def check_streaming_request(self, request: StreamingReq, context: ChatKitContext) -> None:
+        """Load what a streaming request names, before its stream opens.
+
+        The SDK looks a thread up only once it is streaming, so a missing thread would end
+        as a 200 with an error event; raising here answers 404 (``NotFoundError``) or 400
+        (``ValueError``) instead. Override to refuse more requests before they stream
+        (call ``super()``).
+        """
+        store = self.store
+        if isinstance(request, ThreadsCreateReq):
+            for attachment_id in request.params.input.attachments:
+                await store.load_attachment(attachment_id, context)
+            return
+        thread_id = request.params.thread_id
+        await store.load_thread(thread_id, context)
+        if isinstance(request, ThreadsAddUserMessageReq):
+            for attachment_id in request.params.input.attachments:
+                await store.load_attachment(attachment_id, context)
+        elif isinstance(request, ThreadsAddStructuredInputReq):
+            item = await store.load_item(thread_id, request.params.item_id, context)
+            # The SDK would refuse these inside the stream (a 200 with an error event).
+            if not isinstance(item, StructuredInputItem):
+                raise ValueError(f"Item {item.id} is not a structured input item.")  # noqa: TRY004 (400, as the SDK)
+            if item.status != "pending":
+                raise ValueError(f"Structured input item {item.id} is not pending.")
+        elif isinstance(request, ThreadsAddClientToolOutputReq):
+            last = await store.load_thread_items(thread_id, None, 1, "desc", context)
+            item = last.data[0] if last.data else None
+            if not (isinstance(item, ClientToolCallItem) and item.status == "pending"):
+                raise ValueError(
+                    f"The last item of thread {thread_id} is not a pending client tool call."
+                )
+        elif isinstance(request, ThreadsRetryAfterItemReq):
+            item = await store.load_item(thread_id, request.params.item_id, context)
+            # The SDK would end a 200 stream with an error event, or answer nothing at all.
+            if not isinstance(item, UserMessageItem):
+                raise ValueError(f"Item {item.id} is not a user message.")  # noqa: TRY004 (400, as the SDK)
+        elif isinstance(request, ThreadsCustomActionReq) and request.params.item_id:
+            await store.load_item(thread_id, request.params.item_id, context)
 
     async def add_feedback(
         self,

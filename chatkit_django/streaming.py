@@ -3,6 +3,10 @@
 ``ChatKitEndpointMixin.handle_chatkit(request)`` takes a Django ``HttpRequest`` and returns the
 response: JSON for non-streaming requests, an SSE ``StreamingHttpResponse`` for streaming ones.
 ``ChatKitView`` returns it to Django; ``ChatKitConsumer`` writes it to ASGI ``send``.
+
+The layers below do the rest: ``chatkit_django.authentication`` finds the user, the server
+(``DjangoChatKitServer``) checks and answers the parsed request. This module knows HTTP
+(methods, body size, JSON errors, SSE) and nothing of the SDK's request types.
 """
 
 from __future__ import annotations
@@ -10,43 +14,23 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from functools import partial
-from importlib import import_module
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from chatkit.errors import ErrorCode
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
 from chatkit.store import NotFoundError
-from chatkit.types import (
-    ChatKitReq,
-    ClientToolCallItem,
-    ErrorEvent,
-    StreamingReq,
-    StructuredInputItem,
-    ThreadsAddClientToolOutputReq,
-    ThreadsAddStructuredInputReq,
-    ThreadsAddUserMessageReq,
-    ThreadsCreateReq,
-    ThreadsCustomActionReq,
-    ThreadsRetryAfterItemReq,
-    UserMessageItem,
-    is_streaming_req,
-)
-from django.apps import apps
-from django.conf import settings
-from django.contrib.auth import get_user
-from django.contrib.auth.models import AnonymousUser
+from chatkit.types import ChatKitReq, ErrorEvent
 from django.core.exceptions import PermissionDenied
 from django.core.signals import got_request_exception
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
-from django.middleware.csrf import CsrfViewMiddleware
-from django.utils.functional import LazyObject, empty
 from pydantic import ValidationError
 from rest_framework.exceptions import APIException
 
+from chatkit_django._internal.compat import streaming_iterator
+from chatkit_django.authentication import AuthenticationMixin
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.context import ChatKitContext
 from chatkit_django.exceptions import error_response
@@ -57,29 +41,8 @@ logger = logging.getLogger(__name__)
 SSE_KEEPALIVE = b": keep-alive\n\n"
 
 
-class AuthenticationError(Exception):
-    """The request carries credentials that are wrong (401) or none at all."""
-
-    def __init__(self, detail: str, code: str, www_authenticate: str | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.code = code
-        self.www_authenticate = www_authenticate
-
-
-async def _return(value: Any) -> Any:
-    return value
-
-
-class _CSRFCheck(CsrfViewMiddleware):
-    # DRF's trick (rest_framework.authentication.CSRFCheck): the middleware's checks, returning
-    # the failure reason instead of a 403 page.
-    def _reject(self, request: HttpRequest, reason: str) -> str:  # type: ignore[override]
-        return reason
-
-
-class ChatKitEndpointMixin:
-    """Authentication, request validation, the SDK call and the SSE response.
+class ChatKitEndpointMixin(AuthenticationMixin):
+    """The endpoint: authentication (the mixin's), the body, the server call, the response.
 
     Override the ``get_*`` methods to change a policy for one endpoint; settings in
     ``CHATKIT`` set the defaults for all of them.
@@ -110,13 +73,6 @@ class ChatKitEndpointMixin:
         """
         await sync_to_async(close_old_connections)()
 
-    def get_allow_anonymous(self) -> bool:
-        return chatkit_settings.ALLOW_ANONYMOUS
-
-    def get_authenticators(self) -> list[Any]:
-        """DRF authentication instances tried before the session (``AUTHENTICATION_CLASSES``)."""
-        return [cls() for cls in chatkit_settings.AUTHENTICATION_CLASSES or ()]
-
     async def get_context(self, request: HttpRequest) -> ChatKitContext:
         """The context handed to every SDK call.
 
@@ -130,86 +86,6 @@ class ChatKitEndpointMixin:
             return await factory(request)
         return await sync_to_async(factory)(request)
 
-    # -- authentication ------------------------------------------------------
-
-    async def authenticate(self, request: HttpRequest) -> None:
-        """Set ``request.user``: DRF authenticators first, then Django's session.
-
-        Raises ``AuthenticationError`` for bad credentials, or for none when anonymous
-        access is off, and ``PermissionDenied`` when a session request fails CSRF.
-        """
-        authenticators = self.get_authenticators()
-        user = None
-        if authenticators:
-            # DRF authenticators are synchronous (token lookups hit the database).
-            user = await sync_to_async(self._drf_authenticate)(request, authenticators)
-        if user is None:
-            user = await self.get_session_user(request)
-            if user is not None and user.is_authenticated:
-                self.enforce_csrf(request)
-        if user is None:
-            user = AnonymousUser()
-        request.user = user
-        request.auser = partial(_return, user)
-        if not user.is_authenticated and not self.get_allow_anonymous():
-            header = next(
-                (h for a in authenticators if (h := a.authenticate_header(request))), None
-            )
-            raise AuthenticationError(
-                "Authentication credentials were not provided.", "not_authenticated", header
-            )
-
-    def _drf_authenticate(self, request: HttpRequest, authenticators: Sequence[Any]) -> Any:
-        from rest_framework import exceptions
-        from rest_framework.request import Request
-
-        drf_request = Request(request, authenticators=authenticators)
-        for authenticator in authenticators:
-            try:
-                result = authenticator.authenticate(drf_request)
-            except exceptions.AuthenticationFailed as e:
-                raise AuthenticationError(
-                    str(e.detail),
-                    "authentication_failed",
-                    authenticator.authenticate_header(request),
-                ) from e
-            except exceptions.PermissionDenied as e:  # DRF's SessionAuthentication CSRF failure
-                raise PermissionDenied(str(e.detail)) from e
-            if result is not None:
-                request.auth = result[1]
-                return result[0]
-        return None
-
-    async def get_session_user(self, request: HttpRequest) -> Any:
-        """The user of Django's session, if any.
-
-        The session is ``SessionMiddleware``'s when it runs; without it (a project that keeps
-        sync middleware off the endpoint's path, see Deploy streaming) it is read from the
-        cookie here. Session and user are loaded with the sync ``get_user()`` in one thread
-        hop: ``request.auser()`` takes two, and each costs more than the queries.
-        """
-        user = getattr(request, "user", None)
-        if isinstance(user, LazyObject):  # AuthenticationMiddleware's, maybe not loaded yet
-            if user._wrapped is not empty:
-                return user._wrapped
-        elif user is not None:  # set by Channels' AuthMiddlewareStack, or a test
-            return user
-        if not hasattr(request, "session"):
-            session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
-            if not session_key or not apps.is_installed("django.contrib.sessions"):
-                return None
-            engine = import_module(settings.SESSION_ENGINE)
-            request.session = engine.SessionStore(session_key)
-        return await sync_to_async(get_user)(request)
-
-    def enforce_csrf(self, request: HttpRequest) -> None:
-        """Cookie-authenticated requests must carry the CSRF token (``X-CSRFToken``)."""
-        check = _CSRFCheck(lambda request: None)  # type: ignore[arg-type,return-value]
-        check.process_request(request)
-        reason = check.process_view(request, None, (), {})  # type: ignore[arg-type]
-        if reason:
-            raise PermissionDenied(f"CSRF Failed: {reason}")
-
     # -- the endpoint --------------------------------------------------------
 
     async def handle_chatkit(self, request: HttpRequest) -> HttpResponseBase:
@@ -220,16 +96,9 @@ class ChatKitEndpointMixin:
             )
             response["Allow"] = "POST"
             return response
-        try:
-            await self.authenticate(request)
-        except AuthenticationError as e:
-            status = 401 if e.www_authenticate else 403
-            response = error_response(e.detail, e.code, status)
-            if e.www_authenticate:
-                response["WWW-Authenticate"] = e.www_authenticate
-            return response
-        except PermissionDenied as e:
-            return error_response(str(e), "permission_denied", 403)
+        refused = await self.check_authentication(request)
+        if refused is not None:
+            return refused
 
         body = self.read_body(request)
         if body is None:
@@ -242,8 +111,6 @@ class ChatKitEndpointMixin:
         try:
             context = await self.get_context(request)
             server = self.get_server()
-            if is_streaming_req(parsed):
-                await self.check_streaming_request(parsed, server, context)
             result = await self.process(server, parsed, body, context)
         except NotFoundError as e:
             return error_response(str(e) or "Not found.", "not_found", 404)
@@ -286,8 +153,9 @@ class ChatKitEndpointMixin:
     ) -> StreamingResult | NonStreamingResult:
         """Hand the request to the server.
 
-        A ``DjangoChatKitServer`` gets the request already parsed; a server that overrides
-        ``process()`` (or is not ours) gets the body, as the SDK intends.
+        A ``DjangoChatKitServer`` gets the request already parsed (``process_request``, which
+        checks a streaming request before it streams); a server that overrides ``process()``
+        (or is not ours) gets the body, as the SDK intends.
         """
         if (
             isinstance(server, DjangoChatKitServer)
@@ -308,44 +176,6 @@ class ChatKitEndpointMixin:
         # read(), not .body: .body enforces DATA_UPLOAD_MAX_MEMORY_SIZE, ours is MAX_REQUEST_BYTES.
         body = request.read(limit + 1)
         return None if len(body) > limit else body
-
-    async def check_streaming_request(
-        self, request: StreamingReq, server: ChatKitServer[Any], context: Any
-    ) -> None:
-        """Load what a streaming request names before the stream opens.
-
-        The SDK looks the thread up only once it is streaming, so a missing thread would end
-        as a 200 with an error event; raising ``NotFoundError`` here gives a 404 instead.
-        """
-        if isinstance(request, ThreadsCreateReq):
-            thread_id = None
-        else:
-            thread_id = request.params.thread_id
-            await server.store.load_thread(thread_id, context)
-        if isinstance(request, ThreadsCreateReq | ThreadsAddUserMessageReq):
-            for attachment_id in request.params.input.attachments:
-                await server.store.load_attachment(attachment_id, context)
-        elif isinstance(request, ThreadsAddStructuredInputReq):
-            item = await server.store.load_item(thread_id, request.params.item_id, context)  # type: ignore[arg-type]
-            # The SDK would refuse these inside the stream (a 200 with an error event).
-            if not isinstance(item, StructuredInputItem):
-                raise ValueError(f"Item {item.id} is not a structured input item.")  # noqa: TRY004 (400, as the SDK)
-            if item.status != "pending":
-                raise ValueError(f"Structured input item {item.id} is not pending.")
-        elif isinstance(request, ThreadsAddClientToolOutputReq):
-            last = await server.store.load_thread_items(thread_id, None, 1, "desc", context)  # type: ignore[arg-type]
-            item = last.data[0] if last.data else None
-            if not (isinstance(item, ClientToolCallItem) and item.status == "pending"):
-                raise ValueError(
-                    f"The last item of thread {thread_id} is not a pending client tool call."
-                )
-        elif isinstance(request, ThreadsRetryAfterItemReq):
-            item = await server.store.load_item(thread_id, request.params.item_id, context)  # type: ignore[arg-type]
-            # The SDK would end a 200 stream with an error event, or answer nothing at all.
-            if not isinstance(item, UserMessageItem):
-                raise ValueError(f"Item {item.id} is not a user message.")  # noqa: TRY004 (400, as the SDK)
-        elif isinstance(request, ThreadsCustomActionReq) and request.params.item_id:
-            await server.store.load_item(thread_id, request.params.item_id, context)  # type: ignore[arg-type]
 
     def streaming_response(
         self, request: HttpRequest, result: StreamingResult, server: ChatKitServer[Any]
@@ -376,8 +206,7 @@ class EventStreamResponse(StreamingHttpResponse):
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         if self.is_async:
-            # _iterator is what streaming_content was last set to, by us or a middleware.
-            return self._iterator
+            return streaming_iterator(self)
         return super().__aiter__()
 
 

@@ -6,8 +6,8 @@ Route names (namespace ``chatkit``): ``endpoint``, ``upload``, ``upload-target``
 
 from django.urls import path
 
-from chatkit_django import entities, uploads
-from chatkit_django.views import ChatKitView
+from chatkit_django import uploads
+from chatkit_django.views import ChatKitView, EntityPreviewView, EntitySearchView
 
 app_name = "chatkit"
 
@@ -24,6 +24,6 @@ urlpatterns: list = [
         uploads.AttachmentContentView.as_view(),
         name="attachment-content",
     ),
-    path("entities/search/", entities.EntitySearchView.as_view(), name="entity-search"),
-    path("entities/preview/", entities.EntityPreviewView.as_view(), name="entity-preview"),
+    path("entities/search/", EntitySearchView.as_view(), name="entity-search"),
+    path("entities/preview/", EntityPreviewView.as_view(), name="entity-preview"),
 ]

@@ -161,7 +161,7 @@ async def test_a_session_from_before_a_password_change_is_refused(middleware, au
 
 @pytest.mark.parametrize("middleware", MIDDLEWARE_STACKS)
 async def test_session_and_user_load_in_one_thread_hop(middleware, auser_factory, monkeypatch):
-    from chatkit_django import streaming
+    from chatkit_django import authentication, streaming
 
     hops = []
     real = streaming.sync_to_async
@@ -171,6 +171,7 @@ async def test_session_and_user_load_in_one_thread_hop(middleware, auser_factory
         return real(func, *args, **kwargs)
 
     monkeypatch.setattr(streaming, "sync_to_async", counting)
+    monkeypatch.setattr(authentication, "sync_to_async", counting)
     user = await auser_factory()
     client = AsyncClient()
     await client.aforce_login(user)

@@ -1,0 +1,204 @@
+"""Every private name of the SDK, Django, DRF or django-storages that chatkit_django relies on.
+
+Private names carry no compatibility promise, and version pins such as ``openai-chatkit<2``
+do not protect them: a patch release may rename one. So each is touched here and nowhere
+else, behind a function named for what we need, and ``PRIVATE_NAMES`` lists them all;
+``tests/test_compat.py`` checks that the installed versions still have every one (with the
+signature we call), and that no other module of the package reaches for a private name.
+
+Not listed: Django's documented underscore APIs (``Model._meta``, ``_default_manager``,
+``_base_manager``), which are public despite the underscore.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.middleware.csrf import CsrfViewMiddleware
+from django.utils.functional import LazyObject, empty
+
+if TYPE_CHECKING:
+    from chatkit.server import ChatKitServer
+    from chatkit.types import NonStreamingReq, StreamingReq
+    from django.core.files.storage import Storage
+    from django.http import HttpRequest, StreamingHttpResponse
+    from rest_framework.request import Request
+
+
+@dataclass(frozen=True)
+class PrivateName:
+    """One private attribute we use: where it lives, and how to get an object that has it."""
+
+    owner: str
+    """Dotted path of the class that defines it."""
+    name: str
+    sample: Callable[[], Any]
+    """Builds an object that must have the attribute (instance attributes need an instance)."""
+    parameters: tuple[str, ...] | None = None
+    """For a method, the parameters we call it with (``self`` included)."""
+    used_for: str = ""
+
+
+# -- the SDK ---------------------------------------------------------------------------------
+
+
+def process_streaming(
+    server: ChatKitServer[Any], request: StreamingReq, context: Any
+) -> AsyncGenerator[bytes, None]:
+    """The SDK's handler for a parsed streaming request (what its ``process()`` calls)."""
+    return server._process_streaming(request, context)
+
+
+async def process_non_streaming(
+    server: ChatKitServer[Any], request: NonStreamingReq, context: Any
+) -> bytes:
+    """The SDK's handler for a parsed non-streaming request."""
+    return await server._process_non_streaming(request, context)
+
+
+# -- Django ----------------------------------------------------------------------------------
+
+
+class _CSRFCheck(CsrfViewMiddleware):
+    # DRF's trick (rest_framework.authentication.CSRFCheck): the middleware's checks, with
+    # _reject returning the failure reason instead of a 403 page.
+    def _reject(self, request: HttpRequest, reason: str) -> str:  # type: ignore[override]
+        return reason
+
+
+def _no_response(request: HttpRequest) -> None:
+    return None
+
+
+def csrf_failure(request: HttpRequest) -> str | None:
+    """Why ``request`` fails Django's CSRF checks, or ``None`` when it passes."""
+    check = _CSRFCheck(_no_response)  # type: ignore[arg-type]
+    check.process_request(request)
+    return check.process_view(request, None, (), {})  # type: ignore[arg-type,return-value]
+
+
+def lazy_value(obj: LazyObject) -> Any:
+    """What a ``LazyObject`` wraps, or ``None`` while it has not been evaluated."""
+    wrapped = obj._wrapped
+    return None if wrapped is empty else wrapped
+
+
+def streaming_iterator(response: StreamingHttpResponse) -> Any:
+    """The iterator ``streaming_content`` was last set to (by the view or a middleware)."""
+    return response._iterator
+
+
+def files_parsed(request: HttpRequest) -> bool:
+    """Whether the body was parsed into ``POST``/``FILES`` (upload handlers are then fixed)."""
+    return hasattr(request, "_files")
+
+
+def storage_key(storage: Storage, name: str) -> str:
+    """The object key django-storages' S3 backend uses for ``name`` (``location`` applied)."""
+    return storage._normalize_name(name)  # type: ignore[attr-defined]
+
+
+# -- DRF -------------------------------------------------------------------------------------
+
+
+def django_request(request: Request) -> HttpRequest:
+    """The ``HttpRequest`` a DRF ``Request`` wraps."""
+    return request._request
+
+
+# -- the list the test checks ----------------------------------------------------------------
+
+
+def _chatkit_server() -> Any:
+    from chatkit.server import ChatKitServer
+
+    return ChatKitServer
+
+
+def _streaming_response() -> Any:
+    from django.http import StreamingHttpResponse
+
+    return StreamingHttpResponse(iter(()))
+
+
+def _parsed_request() -> Any:
+    from django.test import RequestFactory
+
+    request = RequestFactory().post("/", {"field": "value"})
+    request.FILES  # noqa: B018 - parses the body
+    return request
+
+
+def _s3_storage() -> Any:
+    from storages.backends.s3 import S3Storage
+
+    return S3Storage
+
+
+def _drf_request() -> Any:
+    from django.http import HttpRequest
+    from rest_framework.request import Request
+
+    return Request(HttpRequest())
+
+
+PRIVATE_NAMES: tuple[PrivateName, ...] = (
+    PrivateName(
+        "chatkit.server.ChatKitServer",
+        "_process_streaming",
+        _chatkit_server,
+        ("self", "request", "context"),
+        "answering a request the endpoint already parsed (process_streaming)",
+    ),
+    PrivateName(
+        "chatkit.server.ChatKitServer",
+        "_process_non_streaming",
+        _chatkit_server,
+        ("self", "request", "context"),
+        "answering a request the endpoint already parsed (process_non_streaming)",
+    ),
+    PrivateName(
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "_reject",
+        lambda: CsrfViewMiddleware,
+        ("self", "request", "reason"),
+        "CSRF checks that return the reason instead of a 403 page (csrf_failure)",
+    ),
+    PrivateName(
+        "django.utils.functional.LazyObject",
+        "_wrapped",
+        lambda: LazyObject,
+        None,
+        "reading request.user only if AuthenticationMiddleware already loaded it (lazy_value)",
+    ),
+    PrivateName(
+        "django.http.StreamingHttpResponse",
+        "_iterator",
+        _streaming_response,
+        None,
+        "handing SSE chunks to the ASGI handler unwrapped (streaming_iterator)",
+    ),
+    PrivateName(
+        "django.http.HttpRequest",
+        "_files",
+        _parsed_request,
+        None,
+        "adding an upload handler only while the body is unread (files_parsed)",
+    ),
+    PrivateName(
+        "storages.backends.s3.S3Storage",
+        "_normalize_name",
+        _s3_storage,
+        ("self", "name"),
+        "the S3 key of a stored name, for ranged reads and presigned PUTs (storage_key)",
+    ),
+    PrivateName(
+        "rest_framework.request.Request",
+        "_request",
+        _drf_request,
+        None,
+        "the HttpRequest behind a DRF request, for contexts and URLs (django_request)",
+    ),
+)
