@@ -165,3 +165,35 @@ def test_relative_imports_resolve_to_package_modules():
     assert {"chatkit_django.models", "chatkit_django.conf"} <= imported_names(
         tree, "chatkit_django.store", is_package=False
     )
+
+
+HTTP_LAYER = {
+    "chatkit_django.authentication",
+    "chatkit_django.streaming",
+    "chatkit_django.views",
+    "chatkit_django.consumers",
+}
+
+
+def test_the_http_layer_does_not_know_the_sdks_request_types():
+    # Which requests need checking before they stream is the server's business
+    # (DjangoChatKitServer.check_streaming_request); the endpoint only parses and hands over.
+    for name in sorted(HTTP_LAYER):
+        tree = ast.parse(package_modules()[name].read_text())
+        request_types = sorted(
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "chatkit.types"
+            for alias in node.names
+            if alias.name.startswith("Threads") or alias.name.endswith("Req")
+        )
+        assert request_types in ([], ["ChatKitReq"]), f"{name} imports {request_types}"
+
+
+def test_layers_below_the_endpoint_do_not_import_it():
+    graph = import_graph()
+    above = HTTP_LAYER | {"chatkit_django.urls", "chatkit_django.uploads"}
+    for name in ("authentication", "server", "entities", "agents", "store", "models", "conf"):
+        module = f"chatkit_django.{name}"
+        upward = sorted((graph[module] & above) - {module})
+        assert not upward, f"{module} imports {upward}, which sit above it"

@@ -7,12 +7,13 @@ import json
 import chatkit.server
 import pytest
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
+from chatkit.store import NotFoundError
 from chatkit.types import ThreadListParams, ThreadsListReq
 from django.test import AsyncClient, override_settings
 
-from chatkit_django.models import Thread
-from chatkit_django.server import DjangoChatKitServer
-from tests.chatkit_client import body, create_req, parse_sse, post, read_stream
+from chatkit_django.models import Thread, ThreadItem
+from chatkit_django.server import DjangoChatKitServer, get_server
+from tests.chatkit_client import add_message_req, body, create_req, parse_sse, post, read_stream
 from tests.conftest import make_context
 from tests.testapp.server import EchoServer
 
@@ -99,3 +100,46 @@ async def test_the_endpoint_hands_our_servers_the_parsed_request(auser_factory, 
     assert response.status_code == 200
     assert json.loads(response.content)["data"] == []
     assert calls == ["threads.list"]
+
+
+async def test_the_endpoint_asks_the_server_to_check_a_request_before_it_streams(
+    auser_factory,
+):
+    user = await auser_factory()
+    client = AsyncClient()
+    await client.aforce_login(user)
+    settings = {"SERVER_CLASS": "tests.testapp.server.ArchivingServer"}
+    with override_settings(CHATKIT=settings):
+        events = parse_sse(await read_stream(await post(client, create_req("first"))))
+        thread_id = events[0]["thread"]["id"]
+        response = await post(client, add_message_req(thread_id, "more"))
+        assert parse_sse(await read_stream(response))[-1]["item"]["type"] == "assistant_message"
+        server = get_server()
+        thread = await server.store.load_thread(thread_id, make_context(user))
+        thread.metadata["archived"] = True
+        await server.store.save_thread(thread, make_context(user))
+        response = await post(client, add_message_req(thread_id, "more"))
+        assert response.status_code == 400
+        assert response.json() == {
+            "detail": f"Thread {thread_id} is archived.",
+            "code": "invalid_request",
+        }
+        # The default checks still run first: a missing thread is a 404.
+        response = await post(client, add_message_req("thr_missing", "more"))
+        assert response.status_code == 404
+    assert await ThreadItem.objects.filter(thread_id=thread_id).acount() == 4
+
+
+async def test_process_checks_a_streaming_request_before_it_streams(auser_factory):
+    # Every way into the server gets the check, not only the endpoint: process() with a body
+    # raises before handing out a stream; the SDK alone raises only once it is streaming
+    # (the endpoint would have sent a 200 by then).
+    server = EchoServer()
+    context = make_context(await auser_factory())
+    with pytest.raises(NotFoundError, match="thr_missing"):
+        await server.process(body(add_message_req("thr_missing", "hi")), context)
+    sdk_result = await ChatKitServer.process(
+        server, body(add_message_req("thr_missing", "hi")), context
+    )
+    with pytest.raises(NotFoundError, match="thr_missing"):
+        await drain(sdk_result)

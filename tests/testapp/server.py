@@ -18,6 +18,7 @@ from chatkit.types import (
     ThreadItemDoneEvent,
     ThreadItemUpdatedEvent,
     ThreadMetadata,
+    ThreadsAddUserMessageReq,
     ThreadStreamEvent,
     TranscriptionResult,
     UserMessageItem,
@@ -87,6 +88,21 @@ class ProtocolServer(EchoServer):
         return TranscriptionResult(
             text=f"{len(audio_input.data)} bytes of {audio_input.media_type}"
         )
+
+
+# --8<-- [start:archived-threads]
+class ArchivingServer(EchoServer):
+    """Threads whose metadata says ``archived`` take no new messages (400, before any stream)."""
+
+    async def check_streaming_request(self, request, context):
+        await super().check_streaming_request(request, context)  # 404s, pending items...
+        if isinstance(request, ThreadsAddUserMessageReq):
+            thread = await self.store.load_thread(request.params.thread_id, context)
+            if thread.metadata.get("archived"):
+                raise ValueError(f"Thread {thread.id} is archived.")
+
+
+# --8<-- [end:archived-threads]
 
 
 class ScriptedServer(EchoServer):
