@@ -50,6 +50,7 @@ from chatkit_django.attachments import (
     get_attachment_storage,
     read_upload_token,
 )
+from chatkit_django.authentication import get_authenticators
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.context import ChatKitContext
 from chatkit_django.models import Attachment
@@ -79,8 +80,8 @@ class AttachmentAPIView(APIView):
     session_authentication_class: type[SessionAuthentication] = SessionAuthentication
 
     def get_authenticators(self) -> list[Any]:
-        classes = chatkit_settings.AUTHENTICATION_CLASSES or []
-        return [cls() for cls in classes] + [self.session_authentication_class()]
+        # The endpoint's authenticators (chatkit_django.authentication), then DRF's session.
+        return [*get_authenticators(), self.session_authentication_class()]
 
     def get_exception_handler(self) -> Any:
         return exceptions.exception_handler
