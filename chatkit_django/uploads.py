@@ -33,6 +33,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chatkit_django import exceptions
+from chatkit_django._internal.compat import django_request, files_parsed
 from chatkit_django._internal.files import (
     LimitedReader,
     LimitedUploadHandler,
@@ -98,13 +99,13 @@ class AttachmentAPIView(APIView):
         return store
 
     def get_context(self, request: Request) -> ChatKitContext:
-        return ChatKitContext(user=request.user, request=request._request)
+        return ChatKitContext(user=request.user, request=django_request(request))
 
     def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
         # Before anything reads the body (DRF's CSRF check reads request.POST): the limit
         # must be the first upload handler to see the bytes.
         self.upload_limit = LimitedUploadHandler(chatkit_settings.MAX_UPLOAD_BYTES, request)
-        if not hasattr(request, "_files"):
+        if not files_parsed(request):
             request.upload_handlers.insert(0, self.upload_limit)
         return super().initialize_request(request, *args, **kwargs)
 
@@ -143,7 +144,7 @@ class DirectUploadView(AttachmentAPIView):
         context = self.get_context(request)
         attachment_id = store.generate_attachment_id(mime_type, context)
         name = display_name(upload.name)
-        attachment = build_attachment(attachment_id, name, mime_type, request._request)
+        attachment = build_attachment(attachment_id, name, mime_type, django_request(request))
         stored = store.save_upload(
             store.get_storage_name(attachment_id, mime_type), upload, mime_type
         )
@@ -236,7 +237,7 @@ class UploadTargetView(AttachmentAPIView):
             store.validate_head(mime_type, content.read(16))
             content.seek(0)
         else:
-            content = LimitedReader(request._request, chatkit_settings.MAX_UPLOAD_BYTES)
+            content = LimitedReader(django_request(request), chatkit_settings.MAX_UPLOAD_BYTES)
             store.validate_head(mime_type, content.head)
         stored = store.save_upload(
             store.get_storage_name(attachment_id, mime_type), content, mime_type
@@ -244,7 +245,9 @@ class UploadTargetView(AttachmentAPIView):
         size = content.size
         try:
             store.validate_metadata(mime_type, size)
-            attachment = build_attachment(attachment_id, row.name, mime_type, request._request)
+            attachment = build_attachment(
+                attachment_id, row.name, mime_type, django_request(request)
+            )
             data = {**row.data, **attachment.model_dump(mode="json", by_alias=True)}
             data["upload_descriptor"] = None
             saved = Attachment.objects.filter(pk=attachment_id, uploaded_at__isnull=True).update(
@@ -328,7 +331,7 @@ class AttachmentContentView(AttachmentAPIView):
         response = FileResponse(
             f, content_type=row.mime_type, as_attachment=self.disposition(row), filename=row.name
         )
-        if isinstance(self.request._request, ASGIRequest):
+        if isinstance(django_request(self.request), ASGIRequest):
             # Under ASGI Django reads a synchronous iterator whole into a list before sending
             # it (StreamingHttpResponse.__aiter__); an async one is sent chunk by chunk.
             response.streaming_content = _read_async(f)
