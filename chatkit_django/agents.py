@@ -25,7 +25,7 @@ import base64
 import logging
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from agents import TResponseInputItem
@@ -169,6 +169,8 @@ class DjangoThreadItemConverter(ThreadItemConverter):
         # Filled by prefetch(): one query for every attachment, one per entity source.
         self._attachment_rows: dict[str, Attachment | None] = {}
         self._entities: dict[str, tuple[EntitySource, models.Model] | None] = {}
+        # Each attachment's content, converted once: every turn converts the whole history.
+        self._attachment_contents: dict[str, ResponseInputContentParam] = {}
 
     async def to_agent_input(
         self, thread_items: Sequence[ThreadItem] | ThreadItem
@@ -300,6 +302,17 @@ class DjangoThreadItemConverter(ThreadItemConverter):
     async def attachment_to_message_content(
         self, attachment: AttachmentModel
     ) -> ResponseInputContentParam:
+        """``attachment_content``, once per attachment id for this converter (one turn).
+
+        An attachment named by several messages of the history is read from storage once.
+        """
+        content = self._attachment_contents.get(attachment.id)
+        if content is None:
+            content = await self.attachment_content(attachment)
+            self._attachment_contents[attachment.id] = content
+        return cast("ResponseInputContentParam", dict(content))
+
+    async def attachment_content(self, attachment: AttachmentModel) -> ResponseInputContentParam:
         """Images → ``input_image``, PDFs → ``input_file``, text → ``input_text``, else a note.
 
         Never raises for a missing or unreadable file: the model gets a note and the turn

@@ -27,6 +27,8 @@ POSITIVE_NUMBERS = (
     "ATTACHMENT_TEXT_MAX_CHARS",
     "ENTITY_SEARCH_LIMIT",
 )
+# Positive numbers that must be whole (counts).
+POSITIVE_INTEGERS = ("MAX_ATTACHMENTS_PER_MESSAGE",)
 # Positive numbers that may also be None (the feature off).
 OPTIONAL_POSITIVE_NUMBERS = ("RELEASE_CONNECTIONS_SECONDS",)
 
@@ -71,14 +73,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
             )
     errors.extend(_check_server_class(imported, "SERVER_CLASS" in imported))
     errors.extend(_check_entity_sources(imported.get("ENTITY_SOURCES")))
-    for key in POSITIVE_NUMBERS + OPTIONAL_POSITIVE_NUMBERS:
+    for key in POSITIVE_NUMBERS + OPTIONAL_POSITIVE_NUMBERS + POSITIVE_INTEGERS:
         value = user.get(key, DEFAULTS[key])
         if value is None and key in OPTIONAL_POSITIVE_NUMBERS:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        kind, types = ("integer", int) if key in POSITIVE_INTEGERS else ("number", int | float)
+        if isinstance(value, bool) or not isinstance(value, types) or value <= 0:
             errors.append(
                 Error(
-                    f"CHATKIT[{key!r}] should be a positive number, not {value!r}.",
+                    f"CHATKIT[{key!r}] should be a positive {kind}, not {value!r}.",
                     id="chatkit_django.E005",
                 )
             )

@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     # Attachments
     "STORAGE_ALIAS": None,
     "MAX_UPLOAD_BYTES": 20 * 1024 * 1024,
+    "MAX_ATTACHMENTS_PER_MESSAGE": 10,
     "ALLOWED_MIME_TYPES": [
         "image/png",
         "image/jpeg",

@@ -115,3 +115,27 @@ class StorageUnavailable(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = _("The file could not be stored; try again.")
     default_code = "storage_unavailable"
+
+
+class InvalidAttachments(APIException):
+    """A message names the same attachment twice, or more than the per-message maximum."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = _("The message names too many attachments.")
+    default_code = "too_many_attachments"
+
+
+class ThreadNotActive(APIException):
+    """The thread is locked or closed: it takes no new input (ChatKit.js hides the composer)."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = _("This thread takes no new input.")
+    default_code = "thread_not_active"
+
+
+class AlreadyAnswered(APIException):
+    """The pending item was answered already (possibly by a request racing this one)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = _("This item was answered already.")
+    default_code = "already_answered"

@@ -12,6 +12,8 @@ from chatkit.types import (
     ChatKitReq,
     ClientToolCallItem,
     FeedbackKind,
+    ItemsFeedbackReq,
+    NonStreamingReq,
     StreamingReq,
     StructuredInputItem,
     ThreadMetadata,
@@ -20,8 +22,12 @@ from chatkit.types import (
     ThreadsAddUserMessageReq,
     ThreadsCreateReq,
     ThreadsCustomActionReq,
+    ThreadsDeleteReq,
     ThreadsRetryAfterItemReq,
+    ThreadsSyncCustomActionReq,
+    ThreadsUpdateReq,
     TranscriptionResult,
+    UserMessageInput,
     UserMessageItem,
     is_streaming_req,
 )
@@ -31,6 +37,7 @@ from pydantic import TypeAdapter
 from chatkit_django._internal.compat import process_non_streaming, process_streaming
 from chatkit_django.conf import chatkit_settings, on_reload
 from chatkit_django.context import ChatKitContext
+from chatkit_django.exceptions import AlreadyAnswered, InvalidAttachments, ThreadNotActive
 from chatkit_django.models import Feedback, ThreadItem
 
 if TYPE_CHECKING:
@@ -73,45 +80,49 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         """Answer a request already parsed into the SDK's models (the endpoint parses first).
 
         The routing is the SDK's own: this hands the request to the same handlers its
-        ``process()`` does, after ``check_streaming_request()`` for a streaming one.
+        ``process()`` does, after ``check_streaming_request()`` for a streaming one and
+        ``check_non_streaming_request()`` for the others.
         """
         if is_streaming_req(request):
             await self.check_streaming_request(request, context)
             return StreamingResult(process_streaming(self, request, context))
+        await self.check_non_streaming_request(request, context)
         return NonStreamingResult(await process_non_streaming(self, request, context))
 
     async def check_streaming_request(self, request: StreamingReq, context: ChatKitContext) -> None:
-        """Load what a streaming request names, before its stream opens.
+        """Load and check what a streaming request names, before its stream opens.
 
         The SDK looks a thread up only once it is streaming, so a missing thread would end
         as a 200 with an error event; raising here answers 404 (``NotFoundError``) or 400
-        (``ValueError``) instead. Override to refuse more requests before they stream
-        (call ``super()``).
+        (``ValueError``) instead. Every streaming request but ``threads.create`` writes to
+        its thread or runs the responder, so it needs "change" access (a viewer gets 404);
+        new input needs an active thread; a pending item takes one answer (409 for the
+        others). Override to refuse more requests before they stream (call ``super()``).
         """
         store = self.store
         if isinstance(request, ThreadsCreateReq):
-            for attachment_id in request.params.input.attachments:
-                await store.load_attachment(attachment_id, context)
+            await self.check_user_message_input(request.params.input, context)
             return
         thread_id = request.params.thread_id
-        await store.load_thread(thread_id, context)
+        thread = await self.load_thread_for(thread_id, "change", context)
+        if not isinstance(request, ThreadsCustomActionReq):
+            self.check_thread_takes_input(thread)
         if isinstance(request, ThreadsAddUserMessageReq):
-            for attachment_id in request.params.input.attachments:
-                await store.load_attachment(attachment_id, context)
+            await self.check_user_message_input(request.params.input, context)
         elif isinstance(request, ThreadsAddStructuredInputReq):
             item = await store.load_item(thread_id, request.params.item_id, context)
             # The SDK would refuse these inside the stream (a 200 with an error event).
             if not isinstance(item, StructuredInputItem):
                 raise ValueError(f"Item {item.id} is not a structured input item.")  # noqa: TRY004 (400, as the SDK)
-            if item.status != "pending":
-                raise ValueError(f"Structured input item {item.id} is not pending.")
+            await self.claim_pending_item(thread_id, item, context)
         elif isinstance(request, ThreadsAddClientToolOutputReq):
             last = await store.load_thread_items(thread_id, None, 1, "desc", context)
             item = last.data[0] if last.data else None
-            if not (isinstance(item, ClientToolCallItem) and item.status == "pending"):
-                raise ValueError(
+            if not isinstance(item, ClientToolCallItem):
+                raise ValueError(  # noqa: TRY004 (400, as the SDK)
                     f"The last item of thread {thread_id} is not a pending client tool call."
                 )
+            await self.claim_pending_item(thread_id, item, context)
         elif isinstance(request, ThreadsRetryAfterItemReq):
             item = await store.load_item(thread_id, request.params.item_id, context)
             # The SDK would end a 200 stream with an error event, or answer nothing at all.
@@ -119,6 +130,98 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
                 raise ValueError(f"Item {item.id} is not a user message.")  # noqa: TRY004 (400, as the SDK)
         elif isinstance(request, ThreadsCustomActionReq) and request.params.item_id:
             await store.load_item(thread_id, request.params.item_id, context)
+
+    async def check_non_streaming_request(
+        self, request: NonStreamingReq, context: ChatKitContext
+    ) -> None:
+        """Check access for a non-streaming request that changes a thread, before the SDK runs.
+
+        A sync action or feedback needs "change" on the thread, a rename too, a delete
+        "delete": a user who may only view the thread gets 404, as for a missing one. Reads
+        and attachment requests are left to the store. Override to refuse more (call
+        ``super()``).
+        """
+        if isinstance(request, ThreadsSyncCustomActionReq | ThreadsUpdateReq | ItemsFeedbackReq):
+            await self.load_thread_for(request.params.thread_id, "change", context)
+        elif isinstance(request, ThreadsDeleteReq):
+            await self.load_thread_for(request.params.thread_id, "delete", context)
+
+    # -- preflight checks (see docs/concepts/permissions.md, "Security rules") ---
+
+    async def load_thread_for(
+        self, thread_id: str, action: str, context: ChatKitContext
+    ) -> ThreadMetadata:
+        """The thread, if the acting user may ``action`` it, by the store's access rule.
+
+        A store without ``load_thread_for`` (not a ``DjangoStore``) can only say whether
+        the thread is visible; its own writes must then refuse the rest.
+        """
+        load_thread_for = getattr(self.store, "load_thread_for", None)
+        if load_thread_for is None:
+            return await self.store.load_thread(thread_id, context)
+        return await load_thread_for(thread_id, action, context)
+
+    def check_thread_takes_input(self, thread: ThreadMetadata) -> None:
+        """Refuse new input for a locked or closed thread (400), as ChatKit.js's UI does.
+
+        Input is a user message, a retry, a structured-input answer or a client tool
+        output. Widget actions still run: the server's own ``action()`` handles them and
+        may, for instance, reopen the thread.
+        """
+        status = thread.status
+        if status.type == "active":
+            return
+        reason = f" ({status.reason})" if getattr(status, "reason", None) else ""
+        raise ThreadNotActive(
+            f"Thread {thread.id} is {status.type}{reason}: it takes no new input.",
+            code=f"thread_{status.type}",
+        )
+
+    async def check_user_message_input(
+        self, user_input: UserMessageInput, context: ChatKitContext
+    ) -> None:
+        """Each attachment named once, at most ``MAX_ATTACHMENTS_PER_MESSAGE``, all loadable.
+
+        Every id the SDK then loads again, converts and stores in the item: a repeated id
+        would multiply that work (and the bytes in a model turn) for nothing. The ids are
+        loaded in one query (``DjangoStore.load_attachments``).
+        """
+        ids = user_input.attachments
+        limit = chatkit_settings.MAX_ATTACHMENTS_PER_MESSAGE
+        if len(ids) > limit:
+            raise InvalidAttachments(
+                f"A message may have at most {limit} attachments, not {len(ids)}.",
+                code="too_many_attachments",
+            )
+        if len(set(ids)) != len(ids):
+            repeated = next(i for n, i in enumerate(ids) if i in ids[:n])
+            raise InvalidAttachments(
+                f"Attachment {repeated} is named more than once.", code="duplicate_attachment"
+            )
+        if not ids:
+            return
+        load_attachments = getattr(self.store, "load_attachments", None)
+        if load_attachments is not None:
+            await load_attachments(ids, context)
+        else:
+            for attachment_id in ids:
+                await self.store.load_attachment(attachment_id, context)
+
+    async def claim_pending_item(
+        self,
+        thread_id: str,
+        item: StructuredInputItem | ClientToolCallItem,
+        context: ChatKitContext,
+    ) -> None:
+        """Take the one right to answer ``item``, or refuse with 409 ``already_answered``.
+
+        The store's ``claim_pending_item`` is one conditional ``UPDATE``, so of two answers
+        racing for the same question exactly one runs the responder.
+        """
+        claim = getattr(self.store, "claim_pending_item", None)
+        if item.status == "pending" and (claim is None or await claim(thread_id, item, context)):
+            return
+        raise AlreadyAnswered(f"Item {item.id} was answered already.")
 
     async def add_feedback(
         self,

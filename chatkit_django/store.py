@@ -9,6 +9,7 @@ exactly like rows that do not exist: loads raise ``NotFoundError``, listings lea
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -45,6 +46,11 @@ from chatkit_django.ids import generate_id
 logger = logging.getLogger(__name__)
 
 ThreadItemAdapter: TypeAdapter[ThreadItem] = TypeAdapter(ThreadItem)
+
+#: Key of the mark ``claim_pending_item`` puts in a pending item's ``data``.
+ANSWERING_KEY = "chatkit_django_answering"
+#: Columns ``load_attachment`` reads (the upload confirmation needs the last four).
+ATTACHMENT_LOAD_FIELDS = ("owner_id", "data", "uploaded_at", "file", "upload_nonce", "mime_type")
 AttachmentAdapter: TypeAdapter[Attachment] = TypeAdapter(Attachment)
 
 
@@ -161,6 +167,18 @@ class DjangoStore(Store[ChatKitContext]):
 
     async def load_thread(self, thread_id: str, context: ChatKitContext) -> ThreadMetadata:
         row = await self._accessible_thread(thread_id, context, "view", "data")
+        return ThreadMetadata.model_validate(row.data)
+
+    async def load_thread_for(
+        self, thread_id: str, action: str, context: ChatKitContext
+    ) -> ThreadMetadata:
+        """The thread, if the acting user may ``action`` it ("view", "change", "delete").
+
+        The server asks for "change" before a request writes to a thread or runs the
+        responder: a user who may only view it gets the same ``NotFoundError`` as for a
+        thread that does not exist. One query (and the permission check for a non-owner).
+        """
+        row = await self._accessible_thread(thread_id, context, action, "data")
         return ThreadMetadata.model_validate(row.data)
 
     async def save_thread(self, thread: ThreadMetadata, context: ChatKitContext) -> None:
@@ -360,6 +378,28 @@ class DjangoStore(Store[ChatKitContext]):
             # The id is taken by an item of another thread.
             raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
 
+    async def claim_pending_item(
+        self, thread_id: str, item: ThreadItem, context: ChatKitContext
+    ) -> bool:
+        """Take the right to answer a pending item (structured input, client tool call).
+
+        One conditional ``UPDATE``: of any number of answers racing for the same item,
+        exactly one gets ``True``; the others get ``False`` and are refused before they
+        stream. The mark (``ANSWERING_KEY`` in ``data``, which the SDK's models ignore on
+        load) lives until the answered item replaces the pending one. The caller has
+        checked change access to the thread (the server's preflight does).
+        """
+        if self._user(context) is None or has_nul(thread_id, item.id):
+            return False
+        data = dump(item)
+        data[ANSWERING_KEY] = True
+        claimed = await (
+            self.item_model.objects.filter(pk=item.id, thread_id=thread_id, data__status="pending")
+            .exclude(data__has_key=ANSWERING_KEY)
+            .aupdate(data=data)
+        )
+        return bool(claimed)
+
     async def delete_thread_item(
         self, thread_id: str, item_id: str, context: ChatKitContext
     ) -> None:
@@ -428,18 +468,43 @@ class DjangoStore(Store[ChatKitContext]):
         from chatkit_django.attachments import confirm_upload
 
         row = await self._accessible_attachment(
-            attachment_id,
-            context,
-            "view",
-            "data",
-            "uploaded_at",
-            "file",
-            "upload_nonce",
-            "mime_type",
+            attachment_id, context, "view", *ATTACHMENT_LOAD_FIELDS
         )
         if row.uploaded_at is None and not await sync_to_async(confirm_upload)(row):
             raise NotFoundError(f"Attachment {attachment_id} has no uploaded content yet")
         return self.present_attachment(AttachmentAdapter.validate_python(row.data), context)
+
+    async def load_attachments(
+        self, attachment_ids: Sequence[str], context: ChatKitContext
+    ) -> list[Attachment]:
+        """``load_attachment`` for several ids in one query, in the order given.
+
+        Raises ``NotFoundError`` for the first id the user may not view or whose bytes
+        have not arrived, as ``load_attachment`` would.
+        """
+        from chatkit_django.attachments import confirm_upload
+
+        user = self._user(context)
+        wanted = [i for i in dict.fromkeys(attachment_ids) if not names_nothing(i)]
+        rows = {}
+        if user is not None and wanted:
+            rows = {
+                row.pk: row
+                async for row in self.attachment_model.objects.filter(pk__in=wanted).only(
+                    *ATTACHMENT_LOAD_FIELDS
+                )
+            }
+        attachments = []
+        for attachment_id in attachment_ids:
+            row = rows.get(attachment_id)
+            if row is None or not await self.has_access(user, row, "view"):
+                raise NotFoundError(f"Attachment {attachment_id} not found")
+            if row.uploaded_at is None and not await sync_to_async(confirm_upload)(row):
+                raise NotFoundError(f"Attachment {attachment_id} has no uploaded content yet")
+            attachments.append(
+                self.present_attachment(AttachmentAdapter.validate_python(row.data), context)
+            )
+        return attachments
 
     def present_attachment(self, attachment: Attachment, context: ChatKitContext) -> Attachment:
         """The attachment as a response shows it: image previews get a fresh short-lived URL."""

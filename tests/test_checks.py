@@ -201,6 +201,17 @@ def test_e005_release_interval_is_a_positive_number_or_none(value: Any) -> None:
     assert message.msg == f"CHATKIT[{key!r}] should be a positive number, not {value!r}."
 
 
+@pytest.mark.parametrize("value", [0, -1, 2.5, "10", None, True])
+def test_e005_attachments_per_message_is_a_positive_integer(value: Any) -> None:
+    key = "MAX_ATTACHMENTS_PER_MESSAGE"
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, key: 3}):
+        assert run_all() == []
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, key: value}):
+        message = only(run_all())
+    assert message.id == "chatkit_django.E005"
+    assert message.msg == f"CHATKIT[{key!r}] should be a positive integer, not {value!r}."
+
+
 @pytest.mark.parametrize("value", ["image/png", ["image"], ["image/png", 3], ["a/b/c"]])
 def test_e006_bad_mime_types(value: Any) -> None:
     with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "ALLOWED_MIME_TYPES": value}):

@@ -128,8 +128,11 @@ async def test_answering_twice_is_a_clean_error(http: Any) -> None:
 
     response = await post(http, json.dumps(answer))
 
-    assert response.status_code == 400
-    assert "not pending" in response.json()["detail"]
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": f"Item {question['id']} was answered already.",
+        "code": "already_answered",
+    }
 
 
 def test_demo_articles_are_mentionable_and_drafts_stay_private(

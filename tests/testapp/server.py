@@ -155,3 +155,27 @@ class ScriptedServer(EchoServer):
         yield ThreadItemDoneEvent(
             item=item.model_copy(update={"content": [AssistantMessageContent(text=text)]})
         )
+
+
+class RecordingServer(EchoServer):
+    """``EchoServer`` that records each call of ``respond``, ``action`` and ``sync_action``.
+
+    ``CALLS`` holds ``(method name, thread id)``; tests clear it. A list on the class, so
+    that servers built in other threads (concurrency tests) record into the same one.
+    """
+
+    CALLS: list[tuple[str, str]] = []
+
+    async def respond(self, thread, input_user_message, context):
+        self.CALLS.append(("respond", thread.id))
+        async for event in super().respond(thread, input_user_message, context):
+            yield event
+
+    async def action(self, thread, action, sender, context):
+        self.CALLS.append(("action", thread.id))
+        async for event in super().action(thread, action, sender, context):
+            yield event
+
+    async def sync_action(self, thread, action, sender, context):
+        self.CALLS.append(("sync_action", thread.id))
+        return await super().sync_action(thread, action, sender, context)
