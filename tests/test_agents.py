@@ -364,3 +364,42 @@ async def test_conversion_query_count_does_not_grow_with_the_thread(
 
     # One query for every attachment, one per entity source, whatever the number of messages.
     assert await queries_for(1) == await queries_for(5) == 2
+
+
+async def test_each_attachment_is_read_once_per_turn(auser_factory: Any, monkeypatch: Any) -> None:
+    """A history whose messages name the same files reads each file from storage once."""
+    user = await auser_factory()
+    image = await astore_attachment(user, "cat.png", "image/png", PNG)
+    pdf = await astore_attachment(user, "doc.pdf", "application/pdf", PDF)
+    text = await astore_attachment(user, "a.txt", "text/plain", b"hi")
+    storage = get_attachment_storage()
+    opened: list[str] = []
+    real_open = storage.open
+
+    def counting_open(name: str, mode: str = "rb") -> Any:
+        opened.append(name)
+        return real_open(name, mode)
+
+    monkeypatch.setattr(storage, "open", counting_open)
+    items = [
+        UserMessageItem(
+            id=f"msg_{n}",
+            thread_id="thr_1",
+            created_at=timezone.now(),
+            content=[UserMessageTextContent(text=f"look {n}")],
+            attachments=[sdk_attachment(row) for row in (image, pdf, text)],
+            inference_options=InferenceOptions(),
+        )
+        for n in range(3)
+    ]
+    converter = converter_for(user)
+
+    result = await converter.to_agent_input(items)
+    again = await converter.to_agent_input(items[-1])
+
+    assert sorted(opened) == sorted([image.file.name, pdf.file.name, text.file.name])
+    image_url = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    parts = [part for message in result for part in message["content"]]
+    assert [p.get("image_url") for p in parts].count(image_url) == 3
+    assert sum(p.get("type") == "input_file" for p in parts) == 3
+    assert again[0]["content"][1]["image_url"] == image_url

@@ -278,6 +278,47 @@ async def test_a_viewer_without_delete_permission_cannot_delete(auser_factory: A
     assert await models.Thread.objects.filter(pk=conversation.id).aexists()
 
 
+# Queries the checks run for the owner, whatever the thread's length.
+PREFLIGHT_QUERIES = {
+    "threads.add_user_message": 1,  # the thread, with its access
+    "threads.custom_action": 2,  # + the widget
+    "threads.sync_custom_action": 1,
+    "threads.retry_after_item": 2,  # + the item
+    "threads.add_structured_input": 3,  # + the item, + the claim
+    "threads.add_client_tool_output": 4,  # + the last item (2: access, page), + the claim
+    "threads.update": 1,
+    "threads.delete": 1,
+    "items.feedback": 1,
+}
+
+
+@pytest.mark.parametrize("request_type", list(WRITES))
+async def test_the_checks_cost_a_constant_number_of_queries(
+    auser_factory: Any, request_type: str
+) -> None:
+    owner = await auser_factory()
+    conversation = await Conversation(owner).save()
+    for n in range(20):  # a longer thread costs the same
+        await conversation.store.add_thread_item(
+            conversation.id, make_user_message(conversation.id, f"old {n}"), conversation.context
+        )
+    await conversation.store.add_thread_item(
+        conversation.id,
+        conversation.tool_call.model_copy(update={"id": "tc_last", "created_at": datetime.now()}),
+        conversation.context,
+    )
+    request = WRITES[request_type][1](conversation)
+    server = RecordingServer()
+
+    async with capture_queries() as captured:
+        if request_type in WRITES_THAT_RUN_THE_SERVER - {"threads.sync_custom_action"}:
+            await server.check_streaming_request(request, conversation.context)
+        else:
+            await server.check_non_streaming_request(request, conversation.context)
+
+    assert len(captured) == PREFLIGHT_QUERIES[request_type], str(captured)
+
+
 # -- defect 1: attachments per message ---------------------------------------------------
 
 
