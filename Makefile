@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONDEVMODE := 1
 
-.PHONY: demo test test-sqlite test-postgres lint services browser docs check
+.PHONY: demo test test-sqlite test-postgres test-lowest test-newest fuzz lint services browser docs check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,39 @@ test-postgres: $(STAMP) services
 	CHATKIT_TEST_DB=postgres $(VENV)/bin/pytest -m "not browser and not quickstart"
 
 test: lint test-sqlite test-postgres
+
+# The suite (SQLite, without the browser tests) in a fresh venv holding the LOWEST versions
+# pyproject.toml allows of every direct dependency, runtime, extras and test group alike
+# (uv's lowest-direct resolution; pip has none). Transitive dependencies resolve to their
+# newest compatible releases, except the few pinned in .ci/lowest-constraints.txt.
+# `make test` is the newest run: its venv is resolved fresh by pip in CI; `make test-newest`
+# re-resolves one for a developer whose .venv has aged.
+LOWEST := .venv-lowest
+NEWEST := .venv-newest
+UV := UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv
+DIRECT := openai-chatkit|openai-agents|openai|django|djangorestframework|django-storages|channels|daphne|markdown|nh3|psycopg|boto3|channels-redis
+
+test-lowest: $(STAMP)
+	rm -rf $(LOWEST)
+	$(UV) venv -q --python $(PYTHON) $(LOWEST)
+	$(UV) pip install -q --python $(LOWEST)/bin/python --resolution lowest-direct \
+		-c .ci/lowest-constraints.txt -e ".[postgres,s3,redis]" --group test
+	@$(UV) pip freeze -q --python $(LOWEST)/bin/python | grep -iE '^($(DIRECT))==' | tr '\n' ' '; echo
+	$(LOWEST)/bin/pytest -m "not browser" -p no:cacheprovider
+
+test-newest: $(STAMP)
+	rm -rf $(NEWEST)
+	$(UV) venv -q --python $(PYTHON) $(NEWEST)
+	$(UV) pip install -q --python $(NEWEST)/bin/python --upgrade -e ".[postgres,s3,redis]" --group test
+	@$(UV) pip freeze -q --python $(NEWEST)/bin/python | grep -iE '^($(DIRECT))==' | tr '\n' ' '; echo
+	$(NEWEST)/bin/pytest -m "not browser" -p no:cacheprovider
+
+# A long fuzzing run of the endpoint and the upload views (tests/test_fuzz.py), a new seed
+# each time, on SQLite; prints the requests tried and the 5xx found. FUZZ_EXAMPLES=n per view.
+FUZZ_EXAMPLES ?= 3000
+fuzz: $(STAMP)
+	CHATKIT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CHATKIT_FUZZ_RANDOM=1 \
+		$(VENV)/bin/pytest tests/test_fuzz.py -p no:cacheprovider -q -s
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict
