@@ -46,6 +46,7 @@ from chatkit_django._internal.files import (
     normalize_mime,
     storage_name,
 )
+from chatkit_django._internal.nul import names_nothing
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.context import ChatKitContext
 from chatkit_django.ids import generate_id
@@ -358,6 +359,7 @@ class DjangoAttachmentStore(AttachmentStore[ChatKitContext]):
         from chatkit_django.permissions import user_has_access
 
         user = context.user
-        row = await AttachmentRow.objects.filter(pk=attachment_id).only("owner_id").afirst()
+        rows = AttachmentRow.objects.filter(pk=attachment_id).only("owner_id")
+        row = None if names_nothing(attachment_id) else await rows.afirst()
         if row is None or not await sync_to_async(user_has_access)(user, row, "delete"):
             raise NotFoundError(f"Attachment {attachment_id} not found")

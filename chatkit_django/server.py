@@ -13,6 +13,7 @@ from chatkit.types import (
     ClientToolCallItem,
     FeedbackKind,
     ItemsFeedbackReq,
+    ItemsListReq,
     NonStreamingReq,
     StreamingReq,
     StructuredInputItem,
@@ -23,6 +24,7 @@ from chatkit.types import (
     ThreadsCreateReq,
     ThreadsCustomActionReq,
     ThreadsDeleteReq,
+    ThreadsListReq,
     ThreadsRetryAfterItemReq,
     ThreadsSyncCustomActionReq,
     ThreadsUpdateReq,
@@ -35,6 +37,7 @@ from django.core.exceptions import PermissionDenied
 from pydantic import TypeAdapter
 
 from chatkit_django._internal.compat import process_non_streaming, process_streaming
+from chatkit_django._internal.nul import names_nothing
 from chatkit_django.conf import chatkit_settings, on_reload
 from chatkit_django.context import ChatKitContext
 from chatkit_django.exceptions import AlreadyAnswered, InvalidAttachments, ThreadNotActive
@@ -53,6 +56,11 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
 
     Subclass it, implement ``respond()``, and name the subclass in ``CHATKIT['SERVER_CLASS']``.
     """
+
+    #: The largest page ``threads.list`` and ``items.list`` answer: a bigger ``limit`` gets
+    #: this many (the client pages on with ``after``), one below 1 gets 1; none (or 0) gets
+    #: the SDK's default of 20. A limit past any integer column would otherwise be a 500.
+    max_page_size = 100
 
     def __init__(
         self,
@@ -83,6 +91,8 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         ``process()`` does, after ``check_streaming_request()`` for a streaming one and
         ``check_non_streaming_request()`` for the others.
         """
+        if isinstance(request, ThreadsListReq | ItemsListReq) and request.params.limit:
+            request.params.limit = max(1, min(request.params.limit, self.max_page_size))
         if is_streaming_req(request):
             await self.check_streaming_request(request, context)
             return StreamingResult(process_streaming(self, request, context))
@@ -244,7 +254,7 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         found = {
             pk
             async for pk in ThreadItem.objects.filter(
-                thread_id=thread_id, pk__in=wanted
+                thread_id=thread_id, pk__in=[pk for pk in wanted if not names_nothing(pk)]
             ).values_list("pk", flat=True)
         }
         missing = sorted(wanted - found)

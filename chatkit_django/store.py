@@ -30,7 +30,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from chatkit_django import models as chatkit_models
 from chatkit_django._internal.cursors import decode_cursor, encode_cursor
-from chatkit_django._internal.nul import has_nul, names_nothing, without_nul
+from chatkit_django._internal.nul import names_nothing, without_nul
 from chatkit_django._internal.ordering import (
     ROW_ORDER,
     Position,
@@ -118,7 +118,7 @@ class DjangoStore(Store[ChatKitContext]):
         self, thread_id: str, context: ChatKitContext, action: str, *fields: str
     ) -> chatkit_models.Thread:
         user = self._user(context)
-        if user is not None and not has_nul(thread_id):
+        if user is not None and not names_nothing(thread_id):
             row = (
                 await self.thread_model.objects.filter(pk=thread_id)
                 .only("owner_id", *fields)
@@ -135,7 +135,7 @@ class DjangoStore(Store[ChatKitContext]):
         """
         user = self._user(context)
         now = timezone.now()
-        if user is not None and not has_nul(thread_id):
+        if user is not None and not names_nothing(thread_id):
             updated = await self.thread_model.objects.filter(pk=thread_id, owner=user).aupdate(
                 updated_at=now
             )
@@ -294,7 +294,7 @@ class DjangoStore(Store[ChatKitContext]):
 
     async def load_item(self, thread_id: str, item_id: str, context: ChatKitContext) -> ThreadItem:
         user = self._user(context)
-        if user is not None and not has_nul(thread_id, item_id):
+        if user is not None and not names_nothing(thread_id, item_id):
             row = await (
                 self.item_model.objects.filter(pk=item_id, thread_id=thread_id)
                 .select_related("thread")
@@ -404,7 +404,7 @@ class DjangoStore(Store[ChatKitContext]):
         self, thread_id: str, item_id: str, context: ChatKitContext
     ) -> None:
         await self._touch_thread(thread_id, context)
-        if not has_nul(item_id):
+        if not names_nothing(item_id):
             await self.item_model.objects.filter(pk=item_id, thread_id=thread_id).adelete()
 
     # -- attachments ---------------------------------------------------------
@@ -425,7 +425,7 @@ class DjangoStore(Store[ChatKitContext]):
         self, attachment_id: str, context: ChatKitContext, action: str, *fields: str
     ) -> chatkit_models.Attachment:
         user = self._user(context)
-        if user is not None and not has_nul(attachment_id):
+        if user is not None and not names_nothing(attachment_id):
             row = (
                 await self.attachment_model.objects.filter(pk=attachment_id)
                 .only("owner_id", *fields)

@@ -21,10 +21,11 @@ def has_nul(*values: str | None) -> bool:
     return any(value is not None and NUL in value for value in values)
 
 
-def names_nothing(key: str) -> bool:
-    """A key no row can have (a NUL, or longer than our 255-character id columns): answer
-    "not found" without asking the database, which may refuse it."""
-    return NUL in key or len(key) > 255
+def names_nothing(*keys: str) -> bool:
+    """Whether any of ``keys`` is a key no row can have (a NUL, or longer than our
+    255-character id columns): answer "not found" without asking the database, which may
+    refuse it. Every id a client sends goes through here before it reaches a query."""
+    return any(NUL in key or len(key) > 255 for key in keys)
 
 
 def _strip(value: Any) -> tuple[Any, bool]:
