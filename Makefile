@@ -55,7 +55,7 @@ test-lowest: $(STAMP)
 	$(UV) pip install -q --python $(LOWEST)/bin/python --resolution lowest-direct \
 		-c .ci/lowest-constraints.txt -e ".[postgres,s3,redis]" --group test
 	@$(UV) pip freeze -q --python $(LOWEST)/bin/python | grep -iE '^($(DIRECT))==' | tr '\n' ' '; echo
-	$(LOWEST)/bin/pytest -m "not browser" -p no:cacheprovider
+	CHATKIT_FUZZ_EXAMPLES=25 $(LOWEST)/bin/pytest -m "not browser" -p no:cacheprovider
 
 test-newest: $(STAMP)
 	rm -rf $(NEWEST)
