@@ -55,14 +55,14 @@ test-lowest: $(STAMP)
 	$(UV) pip install -q --python $(LOWEST)/bin/python --resolution lowest-direct \
 		-c .ci/lowest-constraints.txt -e ".[postgres,s3,redis]" --group test
 	@$(UV) pip freeze -q --python $(LOWEST)/bin/python | grep -iE '^($(DIRECT))==' | tr '\n' ' '; echo
-	CHATKIT_FUZZ_EXAMPLES=25 $(LOWEST)/bin/pytest -m "not browser" -p no:cacheprovider
+	CHATKIT_FUZZ_EXAMPLES=25 $(LOWEST)/bin/pytest -m "not browser and not quickstart" -p no:cacheprovider
 
 test-newest: $(STAMP)
 	rm -rf $(NEWEST)
 	$(UV) venv -q --python $(PYTHON) $(NEWEST)
 	$(UV) pip install -q --python $(NEWEST)/bin/python --upgrade -e ".[postgres,s3,redis]" --group test
 	@$(UV) pip freeze -q --python $(NEWEST)/bin/python | grep -iE '^($(DIRECT))==' | tr '\n' ' '; echo
-	$(NEWEST)/bin/pytest -m "not browser" -p no:cacheprovider
+	$(NEWEST)/bin/pytest -m "not browser and not quickstart" -p no:cacheprovider
 
 # A long fuzzing run of the endpoint and the upload views (tests/test_fuzz.py), a new seed
 # each time, on SQLite; prints the requests tried and the 5xx found. FUZZ_EXAMPLES=n per view.
