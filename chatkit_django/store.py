@@ -389,7 +389,7 @@ class DjangoStore(Store[ChatKitContext]):
         load) lives until the answered item replaces the pending one. The caller has
         checked change access to the thread (the server's preflight does).
         """
-        if self._user(context) is None or has_nul(thread_id, item.id):
+        if self._user(context) is None or names_nothing(thread_id, item.id):
             return False
         data = dump(item)
         data[ANSWERING_KEY] = True

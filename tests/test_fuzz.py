@@ -80,10 +80,6 @@ MY_ITEMS = ["msg_fz_user", "msg_fz_reply", "wdg_fz", "si_fz_pending", "si_fz_ans
 MY_ATTACHMENTS = ["atc_fz_image", "atc_fz_pdf", "atc_fz_pending"]
 OTHER_ITEMS = ["msg_fz_shared", "msg_fz_others"]
 OTHER_ATTACHMENTS = ["atc_fz_others"]
-# Ids of a thread the fuzzer may only view. Requests that change it still reach the SDK
-# (#12 defect 3, fixed on another branch), which then fails inside the stream and logs the
-# traceback: e.g. threads.add_user_message to SHARED. Name them once that fix has landed.
-VIEW_ONLY_IDS = [SHARED, "msg_fz_shared"]
 KNOWN_IDS = [
     MINE,
     TOOL,
@@ -95,7 +91,6 @@ KNOWN_IDS = [
     *OTHER_ITEMS,
     *OTHER_ATTACHMENTS,
 ]
-KNOWN_IDS = [known for known in KNOWN_IDS if known not in VIEW_ONLY_IDS]
 IDS = st.one_of(
     st.sampled_from(KNOWN_IDS),
     st.sampled_from(KNOWN_IDS).map(lambda known: known + "\x00"),
@@ -112,7 +107,6 @@ POOLS = {
 }
 POOLS["item_ids"] = POOLS["item_id"]
 POOLS["attachments"] = POOLS["attachment_id"]
-POOLS = {name: [i for i in pool if i not in VIEW_ONLY_IDS] for name, pool in POOLS.items()}
 
 
 def ids_for(name: str) -> st.SearchStrategy[str]:
