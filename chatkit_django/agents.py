@@ -43,11 +43,9 @@ from chatkit.types import (
     UserMessageItem,
     UserMessageTagContent,
 )
-from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
-from django.db import models, transaction
+from django.db import models
 from django.urls import reverse
-from django.utils import timezone
 from openai.types.responses import (
     ResponseInputContentParam,
     ResponseInputFileParam,
@@ -56,13 +54,11 @@ from openai.types.responses import (
 )
 from openai.types.responses.response_input_item_param import Message
 
-from chatkit_django._internal.files import storage_name
 from chatkit_django.attachments import (
+    DjangoAttachmentStore,
     absolute_url,
-    build_attachment,
     can_presign,
-    confirm_upload,
-    get_attachment_storage,
+    get_django_attachment_store,
 )
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.context import ChatKitContext
@@ -72,7 +68,6 @@ from chatkit_django.entities import (
     resolve_entity,
     split_entity_id,
 )
-from chatkit_django.ids import generate_id
 from chatkit_django.models import Attachment
 
 logger = logging.getLogger(__name__)
@@ -161,11 +156,21 @@ class DjangoThreadItemConverter(ThreadItemConverter):
         context: The request's context; attachments and entities are checked against its user.
         store: The server's store. With a ``DjangoStore``, attachment access follows its
             ``has_access()`` (owner, model or object permission); otherwise owner only.
+        attachment_store: The server's ``DjangoAttachmentStore``, which reads the bytes
+            (from the storage its ``get_storage`` picks); by default the server's.
     """
 
-    def __init__(self, context: ChatKitContext, store: Store[ChatKitContext] | None = None):
+    def __init__(
+        self,
+        context: ChatKitContext,
+        store: Store[ChatKitContext] | None = None,
+        attachment_store: DjangoAttachmentStore | None = None,
+    ):
         self.context = context
         self.store = store
+        self.attachments = (
+            attachment_store if attachment_store is not None else get_django_attachment_store()
+        )
         # Filled by prefetch(): one query for every attachment, one per entity source.
         self._attachment_rows: dict[str, Attachment | None] = {}
         self._entities: dict[str, tuple[EntitySource, models.Model] | None] = {}
@@ -266,27 +271,11 @@ class DjangoThreadItemConverter(ThreadItemConverter):
 
     # -- reading bytes ------------------------------------------------------
 
-    def get_storage(self) -> Storage:
-        return get_attachment_storage()
-
     async def read_bytes(self, row: Attachment, limit: int | None = None) -> bytes | None:
         """The stored bytes (at most ``limit``), or ``None`` when they are missing."""
-        name = row.file.name
-        if not name:
+        if not row.file.name:
             return None
-
-        def read() -> bytes | None:
-            try:
-                with self.get_storage().open(name, "rb") as f:
-                    return f.read() if limit is None else f.read(limit)
-            except (FileNotFoundError, OSError):
-                return None
-            except Exception:
-                # Storage backends raise their own errors (botocore's ClientError...).
-                logger.warning("Could not read attachment bytes %r", name, exc_info=True)
-                return None
-
-        return await sync_to_async(read)()
+        return await sync_to_async(self.attachments.read_bytes)(row, limit)
 
     # -- attachments ----------------------------------------------------------
 
@@ -320,7 +309,7 @@ class DjangoThreadItemConverter(ThreadItemConverter):
         """
         row = await self.get_attachment_row(attachment.id)
         # A presigned upload is confirmed on first sight; an unfinished one has no bytes yet.
-        if row is None or not await sync_to_async(confirm_upload)(row):
+        if row is None or not await sync_to_async(self.attachments.confirm_upload)(row):
             return self.missing_note(attachment)
         mime = row.mime_type.split(";", 1)[0].strip().lower()
         if mime in IMAGE_MIME_TYPES or isinstance(attachment, ImageAttachment):
@@ -343,7 +332,7 @@ class DjangoThreadItemConverter(ThreadItemConverter):
         self, row: Attachment, mime: str, attachment: AttachmentModel
     ) -> ResponseInputContentParam:
         if chatkit_settings.IMAGE_INPUT_AS_URL and row.file.name:
-            storage = self.get_storage()
+            storage = self.attachments.get_storage(row.owner_id)
             url = await sync_to_async(presigned_url)(
                 storage, row.file.name, chatkit_settings.PREVIEW_URL_MAX_AGE
             )
@@ -456,10 +445,14 @@ class DjangoResponseStreamConverter(ResponseStreamConverter):
         context: ChatKitContext,
         *,
         partial_images: int | None = None,
+        attachment_store: DjangoAttachmentStore | None = None,
     ):
         super().__init__(partial_images=partial_images)
         self.thread = thread
         self.context = context
+        self.attachments = (
+            attachment_store if attachment_store is not None else get_django_attachment_store()
+        )
 
     async def base64_image_to_url(
         self,
@@ -470,34 +463,12 @@ class DjangoResponseStreamConverter(ResponseStreamConverter):
         if partial_image_index is not None:
             return await super().base64_image_to_url(image_id, base64_image, partial_image_index)
         content = base64.b64decode(base64_image)
-        attachment_id = generate_id("attachment")
-        await sync_to_async(self.save_image)(attachment_id, image_id, content)
-        return absolute_url(content_url(attachment_id), self.context.request)
+        attachment = await sync_to_async(self.save_image)(image_id, content)
+        request = self.attachments.get_request(self.context)
+        return absolute_url(content_url(attachment.id), request)
 
-    def get_storage(self) -> Storage:
-        return get_attachment_storage()
-
-    def save_image(self, attachment_id: str, image_id: str, content: bytes) -> None:
-        """Write the bytes, then the row; if the row fails, the bytes go too (no orphans)."""
-        model = build_attachment(
-            attachment_id, f"{image_id}.png", "image/png", self.context.request
-        ).model_copy(update={"thread_id": self.thread.id})
-        storage = self.get_storage()
-        name = storage.save(storage_name(attachment_id, "image/png"), ContentFile(content))
-        try:
-            with transaction.atomic():
-                Attachment.objects.create(
-                    id=attachment_id,
-                    owner=self.context.user,
-                    thread_id=self.thread.id,
-                    name=model.name,
-                    mime_type=model.mime_type,
-                    type=model.type,
-                    size=len(content),
-                    file=name,
-                    uploaded_at=timezone.now(),
-                    data=model.model_dump(mode="json", by_alias=True),
-                )
-        except BaseException:
-            storage.delete(name)
-            raise
+    def save_image(self, image_id: str, content: bytes) -> AttachmentModel:
+        """Store the bytes and their row (through the attachment store: no row, no bytes)."""
+        return self.attachments.create_generated_image(
+            content, image_id=image_id, thread_id=self.thread.id, context=self.context
+        )

@@ -1,10 +1,19 @@
-"""``DjangoAttachmentStore``: attachment bytes on a Django storage.
+"""``DjangoAttachmentStore``: the whole life of an attachment, on a Django storage.
 
-Bytes live on the ``STORAGES`` alias named by ``CHATKIT['STORAGE_ALIAS']`` (else
-``"chatkit"``, else ``"default"``), under names generated from the attachment id. Metadata
-lives in ``chatkit_django.Attachment``. Deleting a row deletes its bytes once the
-transaction commits (see ``signals.py``), whoever deletes it: the store, a thread's cascade,
-the admin or ``chatkit_cleanup``.
+One class owns every step: create pending (two-phase), receive the bytes (validate, save,
+mark uploaded, roll back on failure), create uploaded (direct uploads, generated images),
+confirm a presigned upload, open for reading, and delete the bytes. The views, the
+converters and the commands call it; they do not touch rows or storages themselves.
+
+Bytes live on the storage ``get_storage(owner_id)`` picks (by default the ``STORAGES`` alias
+named by ``CHATKIT['STORAGE_ALIAS']``, else ``"chatkit"``, else ``"default"``), under names
+generated from the attachment id. Metadata lives in ``chatkit_django.Attachment``. Deleting
+a row deletes its bytes once the transaction commits (see ``signals.py``), whoever deletes
+it: the store, a thread's cascade, the admin or ``chatkit_cleanup``.
+
+Who may do what is the store's rule (``DjangoStore.has_access``), asked through the store
+the server binds to this one; the acting user and request come from the store's
+``get_user`` / ``get_request`` hooks, so a project's own context type works everywhere.
 """
 
 from __future__ import annotations
@@ -12,8 +21,9 @@ from __future__ import annotations
 import logging
 import secrets
 import sys
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from asgiref.sync import sync_to_async
 from chatkit.store import AttachmentStore, NotFoundError
@@ -24,11 +34,12 @@ from chatkit.types import (
     FileAttachment,
     ImageAttachment,
 )
-from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.core.files import File
-from django.core.files.storage import Storage, storages
+from django.core.files.base import ContentFile
+from django.core.files.storage import Storage
+from django.db import router, transaction
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -41,6 +52,7 @@ from chatkit_django._internal.files import (
     UploadTooLarge,
     bytes_match_type,
     display_name,
+    guess_mime,
     is_image,
     mime_allowed,
     normalize_mime,
@@ -48,21 +60,26 @@ from chatkit_django._internal.files import (
 )
 from chatkit_django._internal.nul import names_nothing
 from chatkit_django.conf import chatkit_settings
-from chatkit_django.context import ChatKitContext
 from chatkit_django.ids import generate_id
-from chatkit_django.permissions import sign_preview
+from chatkit_django.instances import (
+    attachment_storage,
+    configured_storage,
+    delete_stored,
+    get_attachment_store,
+    get_store,
+    user_has_access,
+)
+from chatkit_django.models import Attachment as AttachmentRow
 
 logger = logging.getLogger(__name__)
 
 UPLOAD_TOKEN_SALT = "chatkit_django.upload-token"
+PREVIEW_SALT = "chatkit_django.attachment-preview"
 
 
 def get_attachment_storage() -> Storage:
-    """The storage named by ``CHATKIT['STORAGE_ALIAS']``, else ``"chatkit"``, else ``"default"``."""
-    alias = chatkit_settings.STORAGE_ALIAS
-    if alias is None:
-        alias = "chatkit" if "chatkit" in settings.STORAGES else "default"
-    return storages[alias]
+    """The attachment store's storage for rows without an owner in view (its default)."""
+    return attachment_storage(None)
 
 
 def absolute_url(path: str, request: HttpRequest | None) -> str:
@@ -78,10 +95,83 @@ def absolute_url(path: str, request: HttpRequest | None) -> str:
     )
 
 
-def preview_url(attachment_id: str, request: HttpRequest | None) -> str:
-    """A fresh, absolute URL reading one attachment for ``PREVIEW_URL_MAX_AGE`` seconds."""
+# -- preview links ------------------------------------------------------------
+
+
+def sign_preview(attachment_id: str) -> str:
+    """A token granting read access to one attachment for ``PREVIEW_URL_MAX_AGE`` seconds."""
+    return signing.dumps(attachment_id, salt=PREVIEW_SALT)
+
+
+def preview_signature_valid(token: str | None, attachment_id: str) -> bool:
+    if not token:
+        return False
+    try:
+        value = signing.loads(
+            token, salt=PREVIEW_SALT, max_age=chatkit_settings.PREVIEW_URL_MAX_AGE
+        )
+    except signing.BadSignature:  # SignatureExpired is a BadSignature
+        return False
+    return value == attachment_id
+
+
+def preview_url(attachment_id: str, request: HttpRequest | None, *, signed: bool = True) -> str:
+    """An absolute URL of the content view; signed, it reads the attachment for
+    ``PREVIEW_URL_MAX_AGE`` seconds without a session (``<img src>`` sends no bearer token).
+
+    Unsigned, it works only for a session that may view the attachment.
+    """
     path = reverse("chatkit:attachment-content", kwargs={"attachment_id": attachment_id})
-    return f"{absolute_url(path, request)}?{urlencode({'sig': sign_preview(attachment_id)})}"
+    url = absolute_url(path, request)
+    return f"{url}?{urlencode({'sig': sign_preview(attachment_id)})}" if signed else url
+
+
+def build_attachment(
+    attachment_id: str,
+    name: str,
+    mime_type: str,
+    request: HttpRequest | None,
+    upload_descriptor: AttachmentUploadDescriptor | None = None,
+    *,
+    signed: bool = True,
+) -> Attachment:
+    """The SDK model for an attachment; images get a fresh ``preview_url``."""
+    if is_image(mime_type):
+        return ImageAttachment(
+            id=attachment_id,
+            name=name,
+            mime_type=mime_type,
+            upload_descriptor=upload_descriptor,
+            preview_url=preview_url(attachment_id, request, signed=signed),
+        )
+    return FileAttachment(
+        id=attachment_id, name=name, mime_type=mime_type, upload_descriptor=upload_descriptor
+    )
+
+
+def present_attachment(
+    attachment: Attachment, request: HttpRequest | None, *, may_view: bool = True
+) -> Attachment:
+    """``attachment`` as a response shows it to a caller who may (not) view it.
+
+    A caller who may view it gets a fresh signed preview URL; anyone else gets the unsigned
+    URL, which the content view answers only for those the access rule lets in. Without a
+    request or ``CHATKIT['BASE_URL']`` (e.g. in a management command) the stored URL is
+    kept, without its signature for a caller who may not view the attachment.
+    """
+    if not isinstance(attachment, ImageAttachment):
+        return attachment
+    if request is None and not chatkit_settings.BASE_URL:
+        if may_view:
+            return attachment
+        parts = urlsplit(str(attachment.preview_url))
+        url = urlunsplit(parts._replace(query=""))
+    else:
+        url = preview_url(attachment.id, request, signed=may_view)
+    return attachment.model_copy(update={"preview_url": AnyUrl(url)})
+
+
+# -- two-phase upload tokens --------------------------------------------------
 
 
 def make_upload_token(attachment_id: str, owner_pk: Any, nonce: str) -> str:
@@ -102,6 +192,9 @@ def read_upload_token(token: str) -> dict[str, str]:
     if not isinstance(claims, dict) or not {"a", "u", "n"} <= claims.keys():
         raise exceptions.InvalidUploadToken
     return claims
+
+
+# -- storage helpers ----------------------------------------------------------
 
 
 def can_presign(storage: Storage) -> bool:
@@ -131,91 +224,35 @@ def read_head(storage: Storage, name: str) -> bytes:
         return f.read(SNIFF_BYTES)
 
 
-def build_attachment(
-    attachment_id: str,
-    name: str,
-    mime_type: str,
-    request: HttpRequest | None,
-    upload_descriptor: AttachmentUploadDescriptor | None = None,
-) -> Attachment:
-    """The SDK model for an attachment; images get a fresh ``preview_url``."""
-    if is_image(mime_type):
-        return ImageAttachment(
-            id=attachment_id,
-            name=name,
-            mime_type=mime_type,
-            upload_descriptor=upload_descriptor,
-            preview_url=preview_url(attachment_id, request),
-        )
-    return FileAttachment(
-        id=attachment_id, name=name, mime_type=mime_type, upload_descriptor=upload_descriptor
-    )
+def find_attachment(attachment_id: str, *fields: str) -> AttachmentRow | None:
+    """The row, or ``None``; ids no row can have (a NUL, PostgreSQL refuses) are not looked up."""
+    if names_nothing(attachment_id):
+        return None
+    rows = AttachmentRow.objects.filter(pk=attachment_id)
+    return (rows.only(*fields) if fields else rows).first()
 
 
-def present_attachment(attachment: Attachment, request: HttpRequest | None) -> Attachment:
-    """``attachment`` with a fresh preview URL, as every response should carry it.
+def insert_attachment(*, savepoint: bool = False, **fields: Any) -> AttachmentRow:
+    """Insert one attachment row: the only place rows are created.
 
-    Without a request or ``CHATKIT['BASE_URL']`` (e.g. in a management command) the stored
-    URL is returned unchanged: there is no client to show it to.
+    ``savepoint=True`` for an id the client chose: a duplicate then does not break an
+    enclosing transaction. Ids generated here are unique; they need none.
     """
-    if not isinstance(attachment, ImageAttachment):
-        return attachment
-    if request is None and not chatkit_settings.BASE_URL:
-        return attachment
-    return attachment.model_copy(
-        update={"preview_url": AnyUrl(preview_url(attachment.id, request))}
-    )
+    db = router.db_for_write(AttachmentRow)  # objects.db is the read alias
+    rows = AttachmentRow.objects.using(db)
+    if not savepoint:
+        return rows.create(**fields)
+    with transaction.atomic(using=db):
+        return rows.create(**fields)
 
 
-def confirm_upload(row: Any) -> bool:
-    """Whether ``row``'s bytes have arrived; confirms a presigned S3 upload on first sight.
-
-    A presigned PUT goes straight to S3, so the app learns of it only here: the object must
-    exist, fit ``MAX_UPLOAD_BYTES`` and match its declared type, or it is deleted.
-    """
-    if row.uploaded_at is not None:
-        return True
-    name = row.file.name
-    if not name or row.upload_nonce:
-        return False  # still waiting for a two-phase upload through our own view
-    storage = get_attachment_storage()
-    try:
-        if not storage.exists(name):
-            return False
-        size = storage.size(name)
-        head = read_head(storage, name)
-    except Exception:
-        logger.exception("Could not check the presigned upload of attachment %s", row.pk)
-        return False
-    if not 0 < size <= chatkit_settings.MAX_UPLOAD_BYTES or not bytes_match_type(
-        row.mime_type, head
-    ):
-        logger.warning("Refused the presigned upload of attachment %s", row.pk)
-        delete_file(name)
-        return False
-    data = {**row.data, "upload_descriptor": None}
-    type(row).objects.filter(pk=row.pk, uploaded_at__isnull=True).update(
-        size=size, uploaded_at=timezone.now(), data=data
-    )
-    row.size, row.uploaded_at, row.data = size, timezone.now(), data
-    return True
-
-
-def delete_file(name: str) -> None:
-    """Delete stored bytes, logging (not raising) a storage failure."""
-    try:
-        get_attachment_storage().delete(name)
-    except Exception:
-        logger.exception("Could not delete attachment bytes %r", name)
-
-
-class DjangoAttachmentStore(AttachmentStore[ChatKitContext]):
-    """The SDK's ``AttachmentStore`` over a Django storage.
+class DjangoAttachmentStore(AttachmentStore[Any]):
+    """The SDK's ``AttachmentStore`` over a Django storage, and the attachment lifecycle.
 
     ``create_attachment`` answers ``attachments.create`` (two-phase upload) with an upload
     URL: our own upload view, authorised by a signed single-use token, or, with
     ``CHATKIT['PRESIGNED_UPLOADS']`` on an S3 storage, a presigned S3 PUT. Direct uploads go
-    through ``chatkit_django.uploads.DirectUploadView`` and ``save_upload``.
+    through ``chatkit_django.uploads.DirectUploadView`` and ``create_from_upload``.
     """
 
     #: HTTP method of two-phase uploads to our own view (it accepts POST multipart too).
@@ -224,18 +261,27 @@ class DjangoAttachmentStore(AttachmentStore[ChatKitContext]):
     def __init__(self, **options: Any) -> None:
         if options:
             raise TypeError(f"Invalid option(s) for {type(self).__name__}: {', '.join(options)}")
+        self.store: Any = None
+
+    def bind(self, store: Any) -> None:
+        """Use ``store``'s ``has_access`` / ``get_user`` / ``get_request`` (the server calls it)."""
+        self.store = store
+
+    def get_store(self) -> Any:
+        return self.store if self.store is not None else get_store()
 
     # -- hooks -----------------------------------------------------------------
 
-    def get_storage(self) -> Storage:
-        """Where bytes go. Override to pick a storage per project or per user."""
-        return get_attachment_storage()
+    def get_storage(self, owner_id: Any = None) -> Storage:
+        """Where the bytes of ``owner_id``'s attachments go. Override to pick a storage per
+        project, tenant or user; every read, write and delete of bytes asks this."""
+        return configured_storage()
 
     def get_storage_name(self, attachment_id: str, mime_type: str) -> str:
         """The storage path for an attachment's bytes; never derived from the client's name."""
         return storage_name(attachment_id, mime_type)
 
-    def generate_attachment_id(self, mime_type: str, context: ChatKitContext) -> str:
+    def generate_attachment_id(self, mime_type: str, context: Any) -> str:
         return generate_id("attachment")
 
     def validate_metadata(self, mime_type: str, size: int | None) -> None:
@@ -263,30 +309,76 @@ class DjangoAttachmentStore(AttachmentStore[ChatKitContext]):
                 f"The file's bytes are not a valid {mime_type!r} file."
             )
 
+    # -- who is acting (the store's hooks) -------------------------------------
+
+    def get_user(self, context: Any) -> Any:
+        """The authenticated user acting in ``context`` (``Store.get_user``), else ``None``."""
+        get_user = getattr(self.get_store(), "get_user", None)
+        user = get_user(context) if get_user is not None else getattr(context, "user", None)
+        return user if user is not None and user.is_authenticated else None
+
+    def get_request(self, context: Any) -> HttpRequest | None:
+        """The request of ``context`` (``Store.get_request``), ``None`` outside one."""
+        get_request = getattr(self.get_store(), "get_request", None)
+        if get_request is not None:
+            return get_request(context)
+        return getattr(context, "request", None)
+
+    async def has_access(self, user: Any, row: AttachmentRow, action: str) -> bool:
+        """The store's access rule (``DjangoStore.has_access``) for ``row``; owner only without."""
+        if user is None or not user.is_authenticated:
+            return False
+        rule = getattr(self.get_store(), "has_access", None)
+        if rule is None:
+            return row.owner_id == user.pk
+        return await rule(user, row, action)
+
     # -- bytes (sync: storage backends are sync) --------------------------------
 
-    def save_upload(self, name: str, content: Any, mime_type: str) -> str:
-        """Stream ``content`` to storage under ``name``; returns the stored name.
+    def save_bytes(self, storage: Storage, name: str, content: Any, mime_type: str) -> str:
+        """Stream ``content`` to ``storage`` under ``name``; returns the stored name.
 
         On any failure the partial bytes are deleted: no file is left that no row claims.
         """
         if not hasattr(content, "chunks"):
             content = File(content, name)
         content.content_type = mime_type  # S3Storage uses it as the object's ContentType
-        storage = self.get_storage()
         try:
             return storage.save(name, content, max_length=500)
         except UploadTooLarge:
-            delete_file(name)
+            delete_stored(storage, name)
             raise exceptions.AttachmentTooLarge from None
         except Exception:
             logger.exception("Storing attachment bytes %r failed", name)
-            delete_file(name)
+            delete_stored(storage, name)
             raise exceptions.StorageUnavailable from None
 
-    def presigned_upload_descriptor(self, name: str, mime_type: str) -> AttachmentUploadDescriptor:
+    def open_bytes(self, row: AttachmentRow) -> Any:
+        """The stored bytes of ``row``, opened for reading (``FileNotFoundError`` / ``OSError``)."""
+        return self.get_storage(row.owner_id).open(row.file.name, "rb")
+
+    def read_bytes(self, row: AttachmentRow, limit: int | None = None) -> bytes | None:
+        """The stored bytes (at most ``limit``), or ``None`` when they are missing."""
+        if not row.file.name:
+            return None
+        try:
+            with self.open_bytes(row) as f:
+                return f.read() if limit is None else f.read(limit)
+        except (FileNotFoundError, OSError):
+            return None
+        except Exception:
+            # Storage backends raise their own errors (botocore's ClientError...).
+            logger.warning("Could not read attachment bytes %r", row.file.name, exc_info=True)
+            return None
+
+    def delete_bytes(self, owner_id: Any, name: str) -> None:
+        """Delete stored bytes, logging (not raising) a storage failure."""
+        delete_stored(self.get_storage(owner_id), name)
+
+    def presigned_upload_descriptor(
+        self, storage: Any, name: str, mime_type: str
+    ) -> AttachmentUploadDescriptor:
         """A presigned S3 PUT for ``name``, valid ``UPLOAD_TOKEN_MAX_AGE`` seconds."""
-        storage: Any = self.get_storage()
         url = storage.connection.meta.client.generate_presigned_url(
             "put_object",
             Params={
@@ -301,31 +393,115 @@ class DjangoAttachmentStore(AttachmentStore[ChatKitContext]):
             url=url, method="PUT", headers={"Content-Type": mime_type}
         )
 
-    # -- the SDK contract ------------------------------------------------------
+    # -- uploaded in one go: direct uploads, generated images -------------------
 
-    async def create_attachment(
-        self, input: AttachmentCreateParams, context: ChatKitContext
+    def create_uploaded(
+        self,
+        content: Any,
+        *,
+        name: str,
+        mime_type: str,
+        owner: Any,
+        request: HttpRequest | None,
+        thread_id: str | None = None,
+        attachment_id: str | None = None,
+        context: Any = None,
     ) -> Attachment:
+        """Store ``content`` and insert its row, already uploaded; no row, no bytes."""
+        if attachment_id is None:
+            attachment_id = self.generate_attachment_id(mime_type, context)
+        attachment = build_attachment(attachment_id, name, mime_type, request)
+        if thread_id is not None:
+            attachment = attachment.model_copy(update={"thread_id": thread_id})
+        storage = self.get_storage(owner.pk)
+        stored = self.save_bytes(
+            storage, self.get_storage_name(attachment_id, mime_type), content, mime_type
+        )
+        try:
+            row = insert_attachment(
+                id=attachment_id,
+                owner=owner,
+                thread_id=thread_id,
+                name=name,
+                mime_type=mime_type,
+                type=attachment.type,
+                size=content.size,
+                file=stored,
+                uploaded_at=timezone.now(),
+                data=attachment.model_dump(mode="json", by_alias=True),
+            )
+        except BaseException:
+            delete_stored(storage, stored)
+            raise
+        return self.present_new(attachment, owner, row, request)
+
+    def present_new(
+        self, attachment: Attachment, user: Any, row: AttachmentRow, request: HttpRequest | None
+    ) -> Attachment:
+        """A new attachment as its uploader's response shows it: a signed preview only if the
+        access rule lets them view it."""
+        may_view = user_has_access(user, row, "view", store=self.get_store())
+        return attachment if may_view else present_attachment(attachment, request, may_view=False)
+
+    def create_from_upload(self, upload: Any, context: Any) -> Attachment:
+        """A direct upload (a multipart file): validate, store, insert."""
+        user = self.get_user(context)
+        if user is None:
+            raise PermissionDenied("An authenticated user is required to upload files.")
+        mime_type = normalize_mime(upload.content_type) or guess_mime(upload.name)
+        self.validate_metadata(mime_type, upload.size)
+        self.validate_head(mime_type, upload.read(SNIFF_BYTES))
+        upload.seek(0)
+        return self.create_uploaded(
+            upload,
+            name=display_name(upload.name),
+            mime_type=mime_type,
+            owner=user,
+            request=self.get_request(context),
+            context=context,
+        )
+
+    def create_generated_image(
+        self, content: bytes, *, image_id: str, thread_id: str, context: Any
+    ) -> Attachment:
+        """A model-generated image, stored as an attachment of ``thread_id``."""
+        user = self.get_user(context)
+        if user is None:
+            raise PermissionDenied("An authenticated user is required to store images.")
+        return self.create_uploaded(
+            ContentFile(content),
+            name=f"{image_id}.png",
+            mime_type="image/png",
+            owner=user,
+            request=self.get_request(context),
+            thread_id=thread_id,
+            attachment_id=generate_id("attachment"),
+            context=context,
+        )
+
+    # -- two-phase: pending row, then the bytes ---------------------------------
+
+    async def create_attachment(self, input: AttachmentCreateParams, context: Any) -> Attachment:
         """Register a pending attachment and say where its bytes go (``attachments.create``).
 
         The row exists from now on, but with no bytes it cannot be attached to a message
         (``DjangoStore.load_attachment`` refuses it) and ``chatkit_cleanup`` removes it later.
         """
-        from chatkit_django.models import Attachment as AttachmentRow
-
-        user = context.user
-        if user is None or not user.is_authenticated:
+        user = self.get_user(context)
+        if user is None:
             raise PermissionDenied("An authenticated user is required to upload files.")
         mime_type = normalize_mime(input.mime_type)
         self.validate_metadata(mime_type, input.size)
         attachment_id = self.generate_attachment_id(mime_type, context)
         name = display_name(input.name)
-        request = context.request
-        storage = self.get_storage()
+        request = self.get_request(context)
+        storage = self.get_storage(user.pk)
         if chatkit_settings.PRESIGNED_UPLOADS and can_presign(storage):
             file_name = self.get_storage_name(attachment_id, mime_type)
             nonce = ""
-            descriptor = await sync_to_async(self.presigned_upload_descriptor)(file_name, mime_type)
+            descriptor = await sync_to_async(self.presigned_upload_descriptor)(
+                storage, file_name, mime_type
+            )
         else:
             file_name = ""
             nonce = secrets.token_urlsafe(24)
@@ -337,7 +513,7 @@ class DjangoAttachmentStore(AttachmentStore[ChatKitContext]):
                 headers={"Content-Type": mime_type} if self.upload_method == "PUT" else {},
             )
         attachment = build_attachment(attachment_id, name, mime_type, request, descriptor)
-        await AttachmentRow.objects.acreate(
+        row = await sync_to_async(insert_attachment)(
             id=attachment_id,
             owner=user,
             name=name,
@@ -347,19 +523,131 @@ class DjangoAttachmentStore(AttachmentStore[ChatKitContext]):
             upload_nonce=nonce,
             data=attachment.model_dump(mode="json", by_alias=True),
         )
-        return attachment
+        if await self.has_access(user, row, "view"):
+            return attachment
+        return present_attachment(attachment, request, may_view=False)
 
-    async def delete_attachment(self, attachment_id: str, context: ChatKitContext) -> None:
+    def receive_upload(
+        self,
+        attachment_id: str,
+        claims: dict[str, str],
+        read_content: Callable[[], Any],
+        request: HttpRequest | None,
+    ) -> Attachment:
+        """The bytes of a two-phase upload, for the holder of a valid token's ``claims``.
+
+        The token is spent with one conditional UPDATE (its nonce must still be on the row),
+        so it works once across all processes and machines; ``read_content()`` then gives
+        the body (a multipart file, or a ``LimitedReader``). A failed upload gives the token
+        back, so the client may try again.
+        """
+        rows = AttachmentRow.objects.filter(pk=attachment_id, uploaded_at__isnull=True)
+        spent = (
+            rows.filter(owner_id=claims["u"], upload_nonce=claims["n"])
+            .exclude(upload_nonce="")
+            .update(upload_nonce="")
+        )
+        if not spent:
+            raise exceptions.InvalidUploadToken
+        try:
+            return self.store_pending_bytes(attachment_id, read_content, request)
+        except BaseException:
+            rows.filter(upload_nonce="").update(upload_nonce=claims["n"])
+            raise
+
+    def store_pending_bytes(
+        self, attachment_id: str, read_content: Callable[[], Any], request: HttpRequest | None
+    ) -> Attachment:
+        """Validate and save the bytes of a pending row, then mark it uploaded."""
+        row = None
+        if not names_nothing(attachment_id):
+            row = AttachmentRow.objects.filter(pk=attachment_id).select_related("owner").first()
+        if row is None:  # deleted (attachments.delete) since the token was spent
+            raise exceptions.NotFound
+        mime_type = row.mime_type
+        content = read_content()
+        head = getattr(content, "head", None)
+        if head is None:  # a multipart file: its size is known before it is stored
+            self.validate_metadata(mime_type, content.size)
+            head = content.read(SNIFF_BYTES)
+            content.seek(0)
+        self.validate_head(mime_type, head)
+        storage = self.get_storage(row.owner_id)
+        stored = self.save_bytes(
+            storage, self.get_storage_name(attachment_id, mime_type), content, mime_type
+        )
+        try:
+            size = content.size
+            self.validate_metadata(mime_type, size)
+            attachment = build_attachment(attachment_id, row.name, mime_type, request)
+            data = {**row.data, **attachment.model_dump(mode="json", by_alias=True)}
+            data["upload_descriptor"] = None
+            saved = AttachmentRow.objects.filter(pk=attachment_id, uploaded_at__isnull=True).update(
+                file=stored, size=size, uploaded_at=timezone.now(), data=data
+            )
+            if not saved:
+                # Deleted while its bytes streamed in: they must not outlive it.
+                raise exceptions.NotFound
+        except BaseException:
+            delete_stored(storage, stored)
+            raise
+        return self.present_new(attachment, row.owner, row, request)
+
+    def confirm_upload(self, row: AttachmentRow) -> bool:
+        """Whether ``row``'s bytes have arrived; confirms a presigned S3 upload on first sight.
+
+        A presigned PUT goes straight to S3, so the app learns of it only here: the object must
+        exist, fit ``MAX_UPLOAD_BYTES`` and match its declared type, or it is deleted.
+        """
+        if row.uploaded_at is not None:
+            return True
+        name = row.file.name
+        if not name or row.upload_nonce:
+            return False  # still waiting for a two-phase upload through our own view
+        storage = self.get_storage(row.owner_id)
+        try:
+            if not storage.exists(name):
+                return False
+            size = storage.size(name)
+            head = read_head(storage, name)
+        except Exception:
+            logger.exception("Could not check the presigned upload of attachment %s", row.pk)
+            return False
+        if not 0 < size <= chatkit_settings.MAX_UPLOAD_BYTES or not bytes_match_type(
+            row.mime_type, head
+        ):
+            logger.warning("Refused the presigned upload of attachment %s", row.pk)
+            delete_stored(storage, name)
+            return False
+        data = {**row.data, "upload_descriptor": None}
+        AttachmentRow.objects.filter(pk=row.pk, uploaded_at__isnull=True).update(
+            size=size, uploaded_at=timezone.now(), data=data
+        )
+        row.size, row.uploaded_at, row.data = size, timezone.now(), data
+        return True
+
+    # -- deleting ------------------------------------------------------------
+
+    async def delete_attachment(self, attachment_id: str, context: Any) -> None:
         """Check that the user may delete it; the row's deletion then deletes the bytes.
 
         The SDK calls this before ``Store.delete_attachment``, which deletes the row; the
         ``post_delete`` receiver removes the bytes after that transaction commits.
         """
-        from chatkit_django.models import Attachment as AttachmentRow
-        from chatkit_django.permissions import user_has_access
-
-        user = context.user
-        rows = AttachmentRow.objects.filter(pk=attachment_id).only("owner_id")
-        row = None if names_nothing(attachment_id) else await rows.afirst()
-        if row is None or not await sync_to_async(user_has_access)(user, row, "delete"):
+        user = self.get_user(context)
+        row = None
+        if user is not None and not names_nothing(attachment_id):
+            row = await AttachmentRow.objects.filter(pk=attachment_id).only("owner_id").afirst()
+        if row is None or not await self.has_access(user, row, "delete"):
             raise NotFoundError(f"Attachment {attachment_id} not found")
+
+
+def get_django_attachment_store() -> DjangoAttachmentStore:
+    """The server's attachment store, for the paths outside the SDK (views, converters,
+    commands); a default ``DjangoAttachmentStore`` if the project's is not one."""
+    store = get_attachment_store()
+    if isinstance(store, DjangoAttachmentStore):
+        return store
+    fallback = DjangoAttachmentStore()
+    fallback.bind(get_store())
+    return fallback

@@ -5,6 +5,7 @@ Every id is listed in docs/reference/checks.md; tests assert each one.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from django.conf import settings
@@ -114,6 +115,7 @@ def _check_attachment_urls(user: dict[str, Any]) -> list[Error | Warning]:
     from urllib.parse import urlsplit
 
     from chatkit_django.attachments import can_presign, get_attachment_storage
+    from chatkit_django.instances import configured_storage
 
     errors: list[Error | Warning] = []
     base_url = user.get("BASE_URL")
@@ -131,7 +133,7 @@ def _check_attachment_urls(user: dict[str, Any]) -> list[Error | Warning]:
             )
         )
     try:
-        storage = get_attachment_storage()
+        storage = configured_storage()
     except (ImproperlyConfigured, ImportError) as e:
         # A backend whose optional dependency is missing (S3Storage without boto3...).
         errors.append(
@@ -142,6 +144,9 @@ def _check_attachment_urls(user: dict[str, Any]) -> list[Error | Warning]:
             )
         )
         return errors
+    # The attachment store's get_storage() hook; a server that cannot be built is E003's.
+    with contextlib.suppress(Exception):
+        storage = get_attachment_storage()
     if user.get("PRESIGNED_UPLOADS") and not can_presign(storage):
         errors.append(
             Warning(

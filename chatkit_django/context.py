@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import sync_to_async
+
+from chatkit_django.conf import chatkit_settings
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -23,3 +28,17 @@ class ChatKitContext:
     user: AbstractBaseUser | AnonymousUser
     request: HttpRequest | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+async def make_context(request: HttpRequest) -> Any:
+    """The context for one request, the same for the endpoint and the attachment views.
+
+    ``CHATKIT['CONTEXT_FACTORY']`` (sync or async) builds it when set; otherwise a
+    ``ChatKitContext`` for ``request.user``.
+    """
+    factory = chatkit_settings.CONTEXT_FACTORY
+    if factory is None:
+        return ChatKitContext(user=request.user, request=request)
+    if inspect.iscoroutinefunction(factory):
+        return await factory(request)
+    return await sync_to_async(factory)(request)

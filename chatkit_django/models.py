@@ -13,7 +13,11 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import Storage
 from django.db import models
+from django.db.models.fields.files import FieldFile
 from django.utils.translation import gettext_lazy as _
+
+from chatkit_django.instances import attachment_storage as storage_for_owner
+from chatkit_django.instances import configured_storage
 
 
 class Thread(models.Model):
@@ -119,14 +123,89 @@ class UnconfiguredStorage(Storage):
     get_accessed_time = get_created_time = get_modified_time = _unconfigured
 
 
-def attachment_storage() -> Storage:
-    """The attachment storage, resolved when the model is defined (see ``attachments.py``)."""
-    from chatkit_django.attachments import get_attachment_storage
+class AttachmentStorage(Storage):
+    """The field-level storage: every call goes to the attachment store's ``get_storage()``.
 
+    Django resolves a field's storage once, at import; this one resolves it on every call, so
+    settings changes and the store's hook are honoured. Rows use their owner's storage (see
+    ``AttachmentFieldFile``); this is only what code holding the field, not a row, sees.
+    """
+
+    def _target(self) -> Storage:
+        return _resolve(None)
+
+    def _open(self, name: str, mode: str = "rb") -> Any:
+        return self._target().open(name, mode)
+
+    def _save(self, name: str, content: Any) -> str:
+        return self._target().save(name, content)
+
+    def get_available_name(self, name: str, max_length: int | None = None) -> str:
+        return self._target().get_available_name(name, max_length=max_length)
+
+    def generate_filename(self, filename: str) -> str:
+        return self._target().generate_filename(filename)
+
+    def delete(self, name: str) -> None:
+        self._target().delete(name)
+
+    def exists(self, name: str) -> bool:
+        return self._target().exists(name)
+
+    def size(self, name: str) -> int:
+        return self._target().size(name)
+
+    def url(self, name: str) -> str:
+        return self._target().url(name)
+
+    def path(self, name: str) -> str:
+        return self._target().path(name)
+
+    def listdir(self, path: str) -> tuple[list[str], list[str]]:
+        return self._target().listdir(path)
+
+
+def _resolve(owner_id: Any) -> Storage:
     try:
-        return get_attachment_storage()
+        return storage_for_owner(owner_id)
     except (ImproperlyConfigured, ImportError) as e:
         return UnconfiguredStorage(e)
+
+
+def attachment_storage() -> Storage:
+    """The file field's storage (named by migration 0001), built when the model is defined.
+
+    A storage that cannot be built (see ``UnconfiguredStorage``) stands in until a file is
+    touched; otherwise every call is resolved then, through the attachment store's hook.
+    """
+    try:
+        configured_storage()
+    except (ImproperlyConfigured, ImportError) as e:
+        return UnconfiguredStorage(e)
+    return AttachmentStorage()
+
+
+class AttachmentFieldFile(FieldFile):
+    """A row's file, on the storage the attachment store picks for the row's owner."""
+
+    @property  # type: ignore[override]
+    def storage(self) -> Storage:
+        return _resolve(self.instance.owner_id)
+
+    @storage.setter
+    def storage(self, value: Storage) -> None:
+        pass  # FieldFile.__init__ assigns the field's storage; a row uses its owner's.
+
+
+class AttachmentFileField(models.FileField):
+    """A ``FileField`` whose files resolve their storage per row (see ``AttachmentFieldFile``)."""
+
+    attr_class = AttachmentFieldFile
+
+    def deconstruct(self) -> Any:
+        # Migrations see a plain FileField: the difference is only at run time.
+        name, _path, args, kwargs = super().deconstruct()
+        return name, "django.db.models.FileField", args, kwargs
 
 
 class Attachment(models.Model):
@@ -154,7 +233,7 @@ class Attachment(models.Model):
     mime_type = models.CharField(_("MIME type"), max_length=255)
     type = models.CharField(_("type"), max_length=16)
     size = models.BigIntegerField(_("size"), null=True, blank=True)
-    file = models.FileField(
+    file = AttachmentFileField(
         _("file"), storage=attachment_storage, max_length=500, blank=True, default=""
     )
     # Nonce of the outstanding two-phase upload token; cleared when the token is used.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
@@ -38,9 +37,11 @@ from pydantic import TypeAdapter
 
 from chatkit_django._internal.compat import process_non_streaming, process_streaming
 from chatkit_django._internal.nul import names_nothing
-from chatkit_django.conf import chatkit_settings, on_reload
+from chatkit_django.attachments import DjangoAttachmentStore
+from chatkit_django.conf import chatkit_settings
 from chatkit_django.context import ChatKitContext
 from chatkit_django.exceptions import AlreadyAnswered, InvalidAttachments, ThreadNotActive
+from chatkit_django.instances import get_server
 from chatkit_django.models import Feedback, ThreadItem
 
 if TYPE_CHECKING:
@@ -75,6 +76,9 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
                 else chatkit_settings.ATTACHMENT_STORE_CLASS()
             ),
         )
+        # The attachment store asks this store who is acting and who may do what.
+        if isinstance(self.attachment_store, DjangoAttachmentStore):
+            self.attachment_store.bind(self.store)
 
     async def process(
         self, request: str | bytes | bytearray, context: ChatKitContext
@@ -276,7 +280,9 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         """The converter from thread items to model input, for this request's user."""
         from chatkit_django.agents import DjangoThreadItemConverter
 
-        return DjangoThreadItemConverter(context, store=self.store)
+        return DjangoThreadItemConverter(
+            context, store=self.store, attachment_store=self._django_attachment_store()
+        )
 
     def get_response_stream_converter(
         self, thread: ThreadMetadata, context: ChatKitContext
@@ -284,7 +290,13 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         """The converter ``stream_agent_response`` uses; stores generated images."""
         from chatkit_django.agents import DjangoResponseStreamConverter
 
-        return DjangoResponseStreamConverter(thread, context)
+        return DjangoResponseStreamConverter(
+            thread, context, attachment_store=self._django_attachment_store()
+        )
+
+    def _django_attachment_store(self) -> DjangoAttachmentStore | None:
+        store = self.attachment_store
+        return store if isinstance(store, DjangoAttachmentStore) else None
 
     def get_transcription_model(self, context: ChatKitContext) -> str:
         return chatkit_settings.TRANSCRIPTION_MODEL
@@ -298,15 +310,4 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         return await transcribe_audio(audio_input, model=self.get_transcription_model(context))
 
 
-@functools.cache
-def get_server() -> ChatKitServer[ChatKitContext]:
-    """The project's server, built once per process (rebuilt when ``CHATKIT`` changes)."""
-    server_class = chatkit_settings.SERVER_CLASS
-    if server_class is None:
-        from django.core.exceptions import ImproperlyConfigured
-
-        raise ImproperlyConfigured("CHATKIT['SERVER_CLASS'] is not set; see chatkit_django.E004.")
-    return server_class()
-
-
-on_reload(get_server.cache_clear)
+__all__ = ["REQUEST_ADAPTER", "DjangoChatKitServer", "get_server"]

@@ -9,6 +9,8 @@ from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import Signal, receiver
 
+from chatkit_django.instances import attachment_storage, delete_stored
+
 # Sent once the deletion of a thread and everything in it commits (never for a rolled-back
 # delete), through the store, the admin or the commands.
 # Arguments: sender (the Thread model), thread_id (str), user (who deleted it, or None).
@@ -19,10 +21,10 @@ thread_deleted = Signal()
 def delete_attachment_bytes(sender: Any, instance: Any, using: str, **kwargs: Any) -> None:
     """Delete an attachment's bytes once the deletion of its row commits.
 
-    A rolled-back delete keeps both the row and the file.
+    A rolled-back delete keeps both the row and the file. The storage is the one the
+    attachment store's ``get_storage`` picks for the row's owner, as for every other access.
     """
     name = instance.file.name
     if name:
-        from chatkit_django.attachments import delete_file
-
-        transaction.on_commit(partial(delete_file, name), using=using)
+        storage = attachment_storage(instance.owner_id)
+        transaction.on_commit(partial(delete_stored, storage, name), using=using)

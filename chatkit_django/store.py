@@ -9,7 +9,7 @@ exactly like rows that do not exist: loads raise ``NotFoundError``, listings lea
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -17,6 +17,7 @@ from chatkit.store import NotFoundError, Store, StoreItemType
 from chatkit.types import (
     AssistantMessageItem,
     Attachment,
+    ImageAttachment,
     Page,
     ThreadItem,
     ThreadMetadata,
@@ -25,6 +26,7 @@ from chatkit.types import (
 )
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, models, router, transaction
+from django.http import HttpRequest
 from django.utils import timezone
 from pydantic import BaseModel, TypeAdapter
 
@@ -37,6 +39,11 @@ from chatkit_django._internal.ordering import (
     keyset_page,
     next_seq,
     ordering_datetime,
+)
+from chatkit_django.attachments import (
+    get_django_attachment_store,
+    insert_attachment,
+    present_attachment,
 )
 from chatkit_django.context import ChatKitContext
 from chatkit_django.deletion import delete_items, send_thread_deleted_on_commit
@@ -76,8 +83,9 @@ class DjangoStore(Store[ChatKitContext]):
     """Threads and items in ``chatkit_django.Thread``/``ThreadItem``, attachments' metadata in
     ``Attachment``.
 
-    Subclass to change how the acting user is found (``get_user``) or who may do what
-    (``has_access``).
+    Subclass to change how the acting user and request are found (``get_user``,
+    ``get_request``) or who may do what (``has_access``: the one access rule, which the
+    attachment views, the attachment store and the converters ask too).
     """
 
     thread_model = chatkit_models.Thread
@@ -89,6 +97,10 @@ class DjangoStore(Store[ChatKitContext]):
     def get_user(self, context: ChatKitContext) -> Any:
         """The user acting in ``context``. Override for a context type of your own."""
         return context.user
+
+    def get_request(self, context: ChatKitContext) -> HttpRequest | None:
+        """The request of ``context``, ``None`` outside one. Override with ``get_user``."""
+        return getattr(context, "request", None)
 
     def _user(self, context: ChatKitContext) -> Any:
         user = self.get_user(context)
@@ -105,8 +117,12 @@ class DjangoStore(Store[ChatKitContext]):
     async def has_access(self, user: Any, obj: models.Model, action: str) -> bool:
         """Whether ``user`` may ``action`` ("view", "change", "delete") ``obj``.
 
-        The owner may do everything. Others need the model permission, or the object
-        permission from a backend such as django-guardian or django-rules.
+        The one access rule for threads, items (through their thread), attachments and
+        feedback, asked by every path: the store, the attachment views (sync, through
+        ``chatkit_django.instances.user_has_access``), the attachment store, previews and
+        the converters. ``user`` is authenticated. The owner may do everything. Others need
+        the model permission, or the object permission from a backend such as
+        django-guardian or django-rules.
         """
         if obj.owner_id == user.pk:
             return True
@@ -289,7 +305,8 @@ class DjangoStore(Store[ChatKitContext]):
         page = _page(
             [r async for r in rows[: limit + 1]], limit, ThreadItemAdapter.validate_python, "items"
         )
-        page.data = [self.present_item(item, context) for item in page.data]
+        hidden = await self.hidden_attachments(page.data, context)
+        page.data = [self.present_item(item, context, hidden) for item in page.data]
         return page
 
     async def load_item(self, thread_id: str, item_id: str, context: ChatKitContext) -> ThreadItem:
@@ -302,7 +319,9 @@ class DjangoStore(Store[ChatKitContext]):
                 .afirst()
             )
             if row is not None and await self.has_access(user, row.thread, "view"):
-                return self.present_item(ThreadItemAdapter.validate_python(row.data), context)
+                item = ThreadItemAdapter.validate_python(row.data)
+                hidden = await self.hidden_attachments([item], context)
+                return self.present_item(item, context, hidden)
         raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
 
     async def add_thread_item(
@@ -448,8 +467,8 @@ class DjangoStore(Store[ChatKitContext]):
         try:
             # A row first saved here was not created pending by DjangoAttachmentStore: its
             # bytes are someone else's business, so it counts as uploaded.
-            await _insert(
-                self.attachment_model,
+            await sync_to_async(insert_attachment)(
+                savepoint=True,
                 id=attachment.id,
                 owner=user,
                 uploaded_at=timezone.now(),
@@ -465,12 +484,12 @@ class DjangoStore(Store[ChatKitContext]):
         The SDK loads every id a message names through here, so an attachment still waiting
         for its upload can never be attached.
         """
-        from chatkit_django.attachments import confirm_upload
-
         row = await self._accessible_attachment(
             attachment_id, context, "view", *ATTACHMENT_LOAD_FIELDS
         )
-        if row.uploaded_at is None and not await sync_to_async(confirm_upload)(row):
+        if row.uploaded_at is None and not await sync_to_async(
+            get_django_attachment_store().confirm_upload
+        )(row):
             raise NotFoundError(f"Attachment {attachment_id} has no uploaded content yet")
         return self.present_attachment(AttachmentAdapter.validate_python(row.data), context)
 
@@ -482,8 +501,6 @@ class DjangoStore(Store[ChatKitContext]):
         Raises ``NotFoundError`` for the first id the user may not view or whose bytes
         have not arrived, as ``load_attachment`` would.
         """
-        from chatkit_django.attachments import confirm_upload
-
         user = self._user(context)
         wanted = [i for i in dict.fromkeys(attachment_ids) if not names_nothing(i)]
         rows = {}
@@ -499,24 +516,66 @@ class DjangoStore(Store[ChatKitContext]):
             row = rows.get(attachment_id)
             if row is None or not await self.has_access(user, row, "view"):
                 raise NotFoundError(f"Attachment {attachment_id} not found")
-            if row.uploaded_at is None and not await sync_to_async(confirm_upload)(row):
+            if row.uploaded_at is None and not await sync_to_async(
+                get_django_attachment_store().confirm_upload
+            )(row):
                 raise NotFoundError(f"Attachment {attachment_id} has no uploaded content yet")
             attachments.append(
                 self.present_attachment(AttachmentAdapter.validate_python(row.data), context)
             )
         return attachments
 
-    def present_attachment(self, attachment: Attachment, context: ChatKitContext) -> Attachment:
-        """The attachment as a response shows it: image previews get a fresh short-lived URL."""
-        from chatkit_django.attachments import present_attachment
+    def present_attachment(
+        self, attachment: Attachment, context: ChatKitContext, *, may_view: bool = True
+    ) -> Attachment:
+        """The attachment as a response shows it: an image preview gets a fresh short-lived
+        signed URL if the caller may view the attachment, else the unsigned URL (which the
+        content view answers by the same rule)."""
+        return present_attachment(attachment, self.get_request(context), may_view=may_view)
 
-        return present_attachment(attachment, getattr(context, "request", None))
+    def present_item(
+        self,
+        item: ThreadItem,
+        context: ChatKitContext,
+        hidden: Collection[str] = (),
+    ) -> ThreadItem:
+        """The item as a response shows it; user messages' attachments are presented.
 
-    def present_item(self, item: ThreadItem, context: ChatKitContext) -> ThreadItem:
-        """The item as a response shows it; user messages' attachments are presented."""
+        ``hidden`` holds the ids of the attachments the caller may not view
+        (``hidden_attachments``): their previews are not signed.
+        """
         if isinstance(item, UserMessageItem) and item.attachments:
-            item.attachments = [self.present_attachment(a, context) for a in item.attachments]
+            item.attachments = [
+                self.present_attachment(a, context, may_view=a.id not in hidden)
+                for a in item.attachments
+            ]
         return item
+
+    async def hidden_attachments(
+        self, items: Sequence[ThreadItem], context: ChatKitContext
+    ) -> set[str]:
+        """Ids of the image attachments of ``items`` the caller may not view (one query).
+
+        Viewing a thread does not include viewing every attachment in it: a preview is
+        signed only for an attachment the access rule lets the caller view. An id with no
+        row has no bytes to leak and is left as stored.
+        """
+        ids = {
+            a.id
+            for item in items
+            if isinstance(item, UserMessageItem)
+            for a in item.attachments
+            if isinstance(a, ImageAttachment) and not has_nul(a.id)
+        }
+        if not ids:
+            return set()
+        user = self._user(context)
+        rows = self.attachment_model.objects.filter(pk__in=ids).only("owner_id")
+        return {
+            row.pk
+            async for row in rows
+            if user is None or not await self.has_access(user, row, "view")
+        }
 
     async def delete_attachment(self, attachment_id: str, context: ChatKitContext) -> None:
         row = await self._accessible_attachment(attachment_id, context, "delete")

@@ -16,12 +16,13 @@ to the storage. Nothing is read whole into memory.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.http import FileResponse, HttpRequest, HttpResponseBase, HttpResponseRedirect
-from django.utils import timezone
+from django.utils.http import content_disposition_header
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotAuthenticated, PermissionDenied
@@ -34,26 +35,17 @@ from rest_framework.views import APIView
 
 from chatkit_django import exceptions
 from chatkit_django._internal.compat import django_request, files_parsed
-from chatkit_django._internal.files import (
-    LimitedReader,
-    LimitedUploadHandler,
-    display_name,
-    guess_mime,
-    is_image,
-    normalize_mime,
-)
-from chatkit_django._internal.nul import names_nothing
+from chatkit_django._internal.files import LimitedReader, LimitedUploadHandler, is_image
 from chatkit_django.attachments import (
     DjangoAttachmentStore,
-    build_attachment,
     can_presign,
-    confirm_upload,
-    get_attachment_storage,
+    find_attachment,
+    get_django_attachment_store,
     read_upload_token,
 )
 from chatkit_django.authentication import get_authenticators
 from chatkit_django.conf import chatkit_settings
-from chatkit_django.context import ChatKitContext
+from chatkit_django.context import make_context
 from chatkit_django.models import Attachment
 from chatkit_django.permissions import (
     HasAttachmentAccess,
@@ -93,13 +85,12 @@ class AttachmentAPIView(APIView):
         return super().perform_content_negotiation(request, force=True)
 
     def get_attachment_store(self) -> DjangoAttachmentStore:
-        store = chatkit_settings.ATTACHMENT_STORE_CLASS()
-        if not isinstance(store, DjangoAttachmentStore):
-            store = DjangoAttachmentStore()
-        return store
+        """The server's attachment store (``get_server().attachment_store``)."""
+        return get_django_attachment_store()
 
-    def get_context(self, request: Request) -> ChatKitContext:
-        return ChatKitContext(user=request.user, request=django_request(request))
+    def get_context(self, request: Request) -> Any:
+        """The endpoint's context for this request (``CHATKIT['CONTEXT_FACTORY']``)."""
+        return async_to_sync(make_context)(django_request(request))
 
     def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
         # Before anything reads the body (DRF's CSRF check reads request.POST): the limit
@@ -134,35 +125,10 @@ class DirectUploadView(AttachmentAPIView):
     permission_classes = [IsAuthenticatedUploader]
 
     def post(self, request: Request) -> Response:
-        store = self.get_attachment_store()
         upload = self.multipart_file(request)
-        mime_type = normalize_mime(upload.content_type) or guess_mime(upload.name)
-        store.validate_metadata(mime_type, upload.size)
-        store.validate_head(mime_type, upload.read(16))
-        upload.seek(0)
-
-        context = self.get_context(request)
-        attachment_id = store.generate_attachment_id(mime_type, context)
-        name = display_name(upload.name)
-        attachment = build_attachment(attachment_id, name, mime_type, django_request(request))
-        stored = store.save_upload(
-            store.get_storage_name(attachment_id, mime_type), upload, mime_type
+        attachment = self.get_attachment_store().create_from_upload(
+            upload, self.get_context(request)
         )
-        try:
-            Attachment.objects.create(
-                id=attachment_id,
-                owner=request.user,
-                name=name,
-                mime_type=mime_type,
-                type=attachment.type,
-                size=upload.size,
-                file=stored,
-                uploaded_at=timezone.now(),
-                data=attachment.model_dump(mode="json", by_alias=True),
-            )
-        except BaseException:
-            store.get_storage().delete(stored)
-            raise
         return Response(
             attachment.model_dump(mode="json", context={"exclude_metadata": True}),
             status=status.HTTP_201_CREATED,
@@ -204,62 +170,19 @@ class UploadTargetView(AttachmentAPIView):
         claims = self.claim_token(request, attachment_id)
         if not multipart:
             self.check_content_length(request)
-        spent = (
-            Attachment.objects.filter(
-                pk=attachment_id,
-                owner_id=claims["u"],
-                upload_nonce=claims["n"],
-                uploaded_at__isnull=True,
-            )
-            .exclude(upload_nonce="")
-            .update(upload_nonce="")
+        attachment = self.get_attachment_store().receive_upload(
+            attachment_id,
+            claims,
+            partial(self.read_content, request, multipart=multipart),
+            django_request(request),
         )
-        if not spent:
-            raise exceptions.InvalidUploadToken
-        try:
-            return self.store_bytes(request, attachment_id, multipart=multipart)
-        except BaseException:
-            # Give the token back: nothing was stored, the client may try again.
-            Attachment.objects.filter(
-                pk=attachment_id, upload_nonce="", uploaded_at__isnull=True
-            ).update(upload_nonce=claims["n"])
-            raise
-
-    def store_bytes(self, request: Request, attachment_id: str, *, multipart: bool) -> Response:
-        store = self.get_attachment_store()
-        row = find_attachment(attachment_id)
-        if row is None:  # deleted (attachments.delete) since the token was spent
-            raise exceptions.NotFound
-        mime_type = row.mime_type
-        if multipart:
-            content: Any = self.multipart_file(request)
-            store.validate_metadata(mime_type, content.size)
-            store.validate_head(mime_type, content.read(16))
-            content.seek(0)
-        else:
-            content = LimitedReader(django_request(request), chatkit_settings.MAX_UPLOAD_BYTES)
-            store.validate_head(mime_type, content.head)
-        stored = store.save_upload(
-            store.get_storage_name(attachment_id, mime_type), content, mime_type
-        )
-        size = content.size
-        try:
-            store.validate_metadata(mime_type, size)
-            attachment = build_attachment(
-                attachment_id, row.name, mime_type, django_request(request)
-            )
-            data = {**row.data, **attachment.model_dump(mode="json", by_alias=True)}
-            data["upload_descriptor"] = None
-            saved = Attachment.objects.filter(pk=attachment_id, uploaded_at__isnull=True).update(
-                file=stored, size=size, uploaded_at=timezone.now(), data=data
-            )
-            if not saved:
-                # Deleted while its bytes streamed in: they must not outlive it.
-                raise exceptions.NotFound
-        except BaseException:
-            store.get_storage().delete(stored)
-            raise
         return Response(attachment.model_dump(mode="json", context={"exclude_metadata": True}))
+
+    def read_content(self, request: Request, *, multipart: bool) -> Any:
+        """The body: the multipart ``file``, or the raw body read chunk by chunk."""
+        if multipart:
+            return self.multipart_file(request)
+        return LimitedReader(django_request(request), chatkit_settings.MAX_UPLOAD_BYTES)
 
 
 class AttachmentContentView(AttachmentAPIView):
@@ -274,7 +197,7 @@ class AttachmentContentView(AttachmentAPIView):
 
     def get(self, request: Request, attachment_id: str) -> HttpResponseBase:
         row = self.get_object(request, attachment_id)
-        if not confirm_upload(row):
+        if not self.get_attachment_store().confirm_upload(row):
             raise exceptions.NotFound
         response = self.serve(row)
         response["X-Content-Type-Options"] = "nosniff"
@@ -304,11 +227,9 @@ class AttachmentContentView(AttachmentAPIView):
 
     def get_redirect_url(self, row: Attachment) -> str | None:
         """A presigned URL to redirect to, or ``None`` to stream the bytes ourselves."""
-        storage: Any = get_attachment_storage()
+        storage: Any = self.get_attachment_store().get_storage(row.owner_id)
         if not can_presign(storage):
             return None
-        from django.utils.http import content_disposition_header
-
         return storage.url(
             row.file.name,
             parameters={
@@ -325,7 +246,7 @@ class AttachmentContentView(AttachmentAPIView):
         if url is not None:
             return HttpResponseRedirect(url)
         try:
-            f = get_attachment_storage().open(row.file.name, "rb")
+            f = self.get_attachment_store().open_bytes(row)
         except (FileNotFoundError, OSError):
             raise exceptions.NotFound from None
         response = FileResponse(
@@ -336,14 +257,6 @@ class AttachmentContentView(AttachmentAPIView):
             # it (StreamingHttpResponse.__aiter__); an async one is sent chunk by chunk.
             response.streaming_content = _read_async(f)
         return response
-
-
-def find_attachment(attachment_id: str, *fields: str) -> Attachment | None:
-    """The row, or ``None``; ids no row can have (a NUL, PostgreSQL refuses) are not looked up."""
-    if names_nothing(attachment_id):
-        return None
-    rows = Attachment.objects.filter(pk=attachment_id)
-    return (rows.only(*fields) if fields else rows).first()
 
 
 async def _read_async(f: Any, chunk_size: int = 64 * 1024) -> AsyncIterator[bytes]:

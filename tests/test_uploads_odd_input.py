@@ -16,7 +16,6 @@ from django.urls import reverse
 
 from chatkit_django.attachments import DjangoAttachmentStore
 from chatkit_django.models import Attachment
-from chatkit_django.uploads import UploadTargetView
 from tests.sdk_calls import create_attachment, sdk_call
 from tests.storage_fixtures import stored_names
 from tests.test_uploads_direct import PNG
@@ -34,14 +33,14 @@ def test_an_attachment_deleted_while_its_bytes_stream_in_leaves_no_file(
 ):
     user = user_factory()
     created = create_attachment(user, "cat.png", len(PNG), "image/png")
-    save = DjangoAttachmentStore.save_upload
+    save = DjangoAttachmentStore.save_bytes
 
-    def save_while_the_user_deletes(self, name, content, mime_type):
+    def save_while_the_user_deletes(self, storage, name, content, mime_type):
         # The user removes the attachment from the composer while its bytes arrive.
         sdk_call(user, {"type": "attachments.delete", "params": {"attachment_id": created["id"]}})
-        return save(self, name, content, mime_type)
+        return save(self, storage, name, content, mime_type)
 
-    monkeypatch.setattr(DjangoAttachmentStore, "save_upload", save_while_the_user_deletes)
+    monkeypatch.setattr(DjangoAttachmentStore, "save_bytes", save_while_the_user_deletes)
     response = client.put(
         target(created["upload_descriptor"]["url"]), PNG, content_type="image/png"
     )
@@ -56,13 +55,13 @@ def test_an_attachment_deleted_just_after_its_token_was_spent_is_404(
 ):
     user = user_factory()
     created = create_attachment(user, "cat.png", len(PNG), "image/png")
-    store_bytes = UploadTargetView.store_bytes
+    store_bytes = DjangoAttachmentStore.store_pending_bytes
 
-    def deleted_first(self, request, attachment_id, *, multipart):
+    def deleted_first(self, attachment_id, read_content, request):
         Attachment.objects.filter(pk=attachment_id).delete()
-        return store_bytes(self, request, attachment_id, multipart=multipart)
+        return store_bytes(self, attachment_id, read_content, request)
 
-    monkeypatch.setattr(UploadTargetView, "store_bytes", deleted_first)
+    monkeypatch.setattr(DjangoAttachmentStore, "store_pending_bytes", deleted_first)
     response = client.put(
         target(created["upload_descriptor"]["url"]), PNG, content_type="image/png"
     )
