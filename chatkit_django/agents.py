@@ -154,8 +154,8 @@ class DjangoThreadItemConverter(ThreadItemConverter):
 
     Args:
         context: The request's context; attachments and entities are checked against its user.
-        store: The server's store. With a ``DjangoStore``, attachment access follows its
-            ``has_access()`` (owner, model or object permission); otherwise owner only.
+        store: The server's store; attachment access follows its ``has_access()`` (by
+            default the server's store's, through the attachment store).
         attachment_store: The server's ``DjangoAttachmentStore``, which reads the bytes
             (from the storage its ``get_storage`` picks); by default the server's.
     """
@@ -246,7 +246,9 @@ class DjangoThreadItemConverter(ThreadItemConverter):
     @property
     def user(self) -> Any:
         get_user = getattr(self.store, "get_user", None)
-        user = get_user(self.context) if get_user else self.context.user
+        if get_user is None:
+            return self.attachments.get_user(self.context)
+        user = get_user(self.context)
         return user if user is not None and user.is_authenticated else None
 
     async def get_attachment_row(self, attachment_id: str) -> Attachment | None:
@@ -265,8 +267,8 @@ class DjangoThreadItemConverter(ThreadItemConverter):
         has_access = getattr(self.store, "has_access", None)
         if has_access is not None:
             allowed = await has_access(user, row, "view")
-        else:
-            allowed = row.owner_id == user.pk
+        else:  # the rule of the store the attachment store is bound to
+            allowed = await self.attachments.has_access(user, row, "view")
         return row if allowed else None
 
     # -- reading bytes ------------------------------------------------------

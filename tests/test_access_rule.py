@@ -27,8 +27,8 @@ from chatkit_django.models import Attachment, Feedback, Thread, ThreadItem
 from chatkit_django.store import DjangoStore
 from tests.chatkit_client import parse_sse, read_stream
 from tests.sdk_items import widget
-from tests.testapp import access
 from tests.test_uploads_direct import PNG
+from tests.testapp import access
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -267,7 +267,7 @@ async def test_the_rule_decides_content_preview_and_upload_target(
     response = await async_client.put(target, PNG, content_type="image/png")
     assert (response.status_code, response.json()["code"]) == (403, "invalid_upload_token")
     # Previews: items.list signs one for the teammate, and it works without a session.
-    status, page = await post(
+    _status, page = await post(
         async_client, {"type": "items.list", "params": {"thread_id": ids["thread"]}}
     )
     (message,) = [item for item in page["data"] if item["id"] == ids["user_item"]]
@@ -288,7 +288,7 @@ async def test_uploads_sign_previews_by_the_rule(
     await async_client.aforce_login(user)
 
     direct = (await upload(async_client)).json()
-    status, created = await post(
+    _status, created = await post(
         async_client,
         {
             "type": "attachments.create",
@@ -322,7 +322,7 @@ async def test_a_thread_viewer_gets_a_preview_only_of_attachments_they_may_view(
     await async_client.aforce_login(viewer)
 
     async def preview() -> str:
-        status, page = await post(
+        _status, page = await post(
             async_client, {"type": "items.list", "params": {"thread_id": ids["thread"]}}
         )
         (message,) = [item for item in page["data"] if item["id"] == ids["user_item"]]

@@ -21,8 +21,8 @@ from django.urls import reverse
 from chatkit_django.models import Attachment
 from chatkit_django.server import get_server
 from tests.chatkit_client import parse_sse, read_stream
-from tests.testapp.access import account_context
 from tests.test_uploads_direct import PNG
+from tests.testapp.access import account_context
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

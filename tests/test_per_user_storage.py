@@ -17,8 +17,8 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.files.storage import storages
-from django.core.management import call_command
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.urls import reverse
 
 from chatkit_django.context import ChatKitContext
@@ -26,8 +26,8 @@ from chatkit_django.models import Attachment
 from chatkit_django.server import get_server
 from tests.chatkit_client import parse_sse, read_stream
 from tests.storage_fixtures import stored_names
-from tests.testapp import access
 from tests.test_uploads_direct import PNG
+from tests.testapp import access
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -149,7 +149,9 @@ async def test_each_users_bytes_live_and_die_on_their_own_storage(
         row = await Attachment.objects.aget(pk=direct)
         assert await converter.read_bytes(row) == PNG
 
-        await post(async_client, {"type": "attachments.delete", "params": {"attachment_id": pending}})
+        await post(
+            async_client, {"type": "attachments.delete", "params": {"attachment_id": pending}}
+        )
         await sync_to_async(call_command)("chatkit_cleanup", "--max-age", "0")  # unattached
         assert await sync_to_async(stored_names)(mine) == sorted(await names(direct, generated))
         await post(async_client, {"type": "threads.delete", "params": {"thread_id": thread_id}})
