@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from asgiref.sync import sync_to_async
-from chatkit.store import AttachmentStore, NotFoundError
+from chatkit.store import AttachmentStore
 from chatkit.types import (
     Attachment,
     AttachmentCreateParams,
@@ -629,17 +629,14 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
     # -- deleting ------------------------------------------------------------
 
     async def delete_attachment(self, attachment_id: str, context: Any) -> None:
-        """Check that the user may delete it; the row's deletion then deletes the bytes.
+        """Nothing to do here: the row's deletion deletes the bytes.
 
-        The SDK calls this before ``Store.delete_attachment``, which deletes the row; the
-        ``post_delete`` receiver removes the bytes after that transaction commits.
+        The SDK calls this before ``Store.delete_attachment``, which checks ``delete`` access
+        and deletes the row; the ``post_delete`` receiver removes the bytes after that
+        transaction commits. Deleting is idempotent, as the SDK's flows expect: a missing,
+        already deleted or forbidden attachment is left as it is, with the same answer.
         """
-        user = self.get_user(context)
-        row = None
-        if user is not None and not names_nothing(attachment_id):
-            row = await AttachmentRow.objects.filter(pk=attachment_id).only("owner_id").afirst()
-        if row is None or not await self.has_access(user, row, "delete"):
-            raise NotFoundError(f"Attachment {attachment_id} not found")
+        return
 
 
 def get_django_attachment_store() -> DjangoAttachmentStore:

@@ -578,7 +578,15 @@ class DjangoStore(Store[ChatKitContext]):
         }
 
     async def delete_attachment(self, attachment_id: str, context: ChatKitContext) -> None:
-        row = await self._accessible_attachment(attachment_id, context, "delete")
+        """Delete it if the user may; idempotent, as the SDK expects.
+
+        A missing or already deleted attachment, and one the user may not delete, are left
+        as they are without an error: the answer is the same in all three cases.
+        """
+        try:
+            row = await self._accessible_attachment(attachment_id, context, "delete")
+        except NotFoundError:
+            return
         await self.attachment_model.objects.filter(pk=row.pk).adelete()
 
 

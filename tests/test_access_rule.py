@@ -205,6 +205,8 @@ async def test_deny_all_refuses_every_endpoint_request(
 
     if request_type == "items.list":  # as for a thread that does not exist
         assert (status, answer["data"]) == (200, [])
+    elif request_type == "attachments.delete":  # idempotent: as for a missing attachment
+        assert (status, answer) == (200, {})
     else:
         assert status == 404, answer
         assert answer["code"] == "not_found"
@@ -342,3 +344,27 @@ async def test_a_thread_viewer_gets_a_preview_only_of_attachments_they_may_view(
     assert await content(async_client, url) == (200, PNG)
     await async_client.alogout()
     assert await content(async_client, url) == (200, PNG)
+
+
+async def test_attachments_delete_is_idempotent_and_says_nothing_of_others_files(
+    async_client: Any, auser_factory: Any
+) -> None:
+    owner, other = await auser_factory(), await auser_factory()
+    await async_client.aforce_login(owner)
+    mine, kept = (
+        (await upload(async_client)).json()["id"],
+        (await upload(async_client)).json()["id"],
+    )
+    await async_client.aforce_login(other)
+
+    def delete(attachment_id: str) -> dict[str, Any]:
+        return {"type": "attachments.delete", "params": {"attachment_id": attachment_id}}
+
+    assert await post(async_client, delete(kept)) == (200, {})  # someone else's
+    assert await post(async_client, delete("atc_missing")) == (200, {})
+    assert await Attachment.objects.filter(pk=kept).aexists()
+
+    await async_client.aforce_login(owner)
+    assert await post(async_client, delete(mine)) == (200, {})
+    assert await post(async_client, delete(mine)) == (200, {})  # already deleted
+    assert [a.pk async for a in Attachment.objects.all()] == [kept]

@@ -279,8 +279,14 @@ def test_other_users_attachment_cannot_be_deleted(client, user_factory, attachme
     owner, other = user_factory(), user_factory()
     created = create_attachment(owner, "cat.png", len(PNG), "image/png")
     assert put(client, created["upload_descriptor"]["url"]).status_code == 200
-    with pytest.raises(NotFoundError):
-        sdk_call(other, {"type": "attachments.delete", "params": {"attachment_id": created["id"]}})
+    # The same answer as for a missing attachment (deleting is idempotent); nothing deleted.
+    answer = sdk_call(
+        other, {"type": "attachments.delete", "params": {"attachment_id": created["id"]}}
+    )
+    assert answer == sdk_call(
+        other, {"type": "attachments.delete", "params": {"attachment_id": "atc_missing"}}
+    )
+    assert answer == {}
     assert Attachment.objects.filter(pk=created["id"]).exists()
     assert len(stored_names(attachment_storage)) == 1
 
