@@ -122,7 +122,7 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         if not isinstance(request, ThreadsCustomActionReq):
             self.check_thread_takes_input(thread)
         if isinstance(request, ThreadsAddUserMessageReq):
-            await self.check_user_message_input(request.params.input, context)
+            await self.check_user_message_input(request.params.input, context, thread_id)
         elif isinstance(request, ThreadsAddStructuredInputReq):
             item = await store.load_item(thread_id, request.params.item_id, context)
             # The SDK would refuse these inside the stream (a 200 with an error event).
@@ -192,9 +192,12 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         )
 
     async def check_user_message_input(
-        self, user_input: UserMessageInput, context: ChatKitContext
+        self, user_input: UserMessageInput, context: ChatKitContext, thread_id: str | None = None
     ) -> None:
-        """Each attachment named once, at most ``MAX_ATTACHMENTS_PER_MESSAGE``, all loadable.
+        """Each attachment named once, at most ``MAX_ATTACHMENTS_PER_MESSAGE``, all loadable,
+        none belonging to a thread other than ``thread_id`` (the message's; ``None`` for a new
+        thread): re-linking would move it, and deleting the new thread would delete a file
+        the other thread still shows.
 
         Every id the SDK then loads again, converts and stores in the item: a repeated id
         would multiply that work (and the bytes in a model turn) for nothing. The ids are
@@ -216,10 +219,15 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
             return
         load_attachments = getattr(self.store, "load_attachments", None)
         if load_attachments is not None:
-            await load_attachments(ids, context)
+            attachments = await load_attachments(ids, context)
         else:
-            for attachment_id in ids:
-                await self.store.load_attachment(attachment_id, context)
+            attachments = [await self.store.load_attachment(i, context) for i in ids]
+        for attachment in attachments:
+            if attachment.thread_id is not None and attachment.thread_id != thread_id:
+                raise InvalidAttachments(
+                    f"Attachment {attachment.id} belongs to another thread.",
+                    code="attachment_in_another_thread",
+                )
 
     async def claim_pending_item(
         self,

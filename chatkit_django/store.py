@@ -462,6 +462,12 @@ class DjangoStore(Store[ChatKitContext]):
             await self._accessible_thread(attachment.thread_id, context, "change")
         fields = self.attachment_fields(attachment)
         attachments = self.attachment_model.objects
+        if attachment.thread_id is not None:
+            # Linked once, an attachment stays with its thread: moving it would let a
+            # deleted thread take a file another thread still shows.
+            attachments = attachments.filter(
+                models.Q(thread_id__isnull=True) | models.Q(thread_id=attachment.thread_id)
+            )
         if await attachments.filter(pk=attachment.id, owner=user).aupdate(**fields):
             return
         try:
@@ -476,7 +482,8 @@ class DjangoStore(Store[ChatKitContext]):
             )
         except IntegrityError:
             await self._accessible_attachment(attachment.id, context, "change")
-            await attachments.filter(pk=attachment.id).aupdate(**fields)
+            if not await attachments.filter(pk=attachment.id).aupdate(**fields):
+                raise ValueError(f"Attachment {attachment.id} belongs to another thread.") from None
 
     async def load_attachment(self, attachment_id: str, context: ChatKitContext) -> Attachment:
         """The attachment, with a fresh preview URL; only once its bytes have arrived.

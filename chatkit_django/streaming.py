@@ -12,6 +12,7 @@ The layers below do the rest: ``chatkit_django.authentication`` finds the user, 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -31,7 +32,7 @@ from rest_framework.exceptions import APIException
 from chatkit_django._internal.compat import streaming_iterator
 from chatkit_django.authentication import AuthenticationMixin
 from chatkit_django.conf import chatkit_settings
-from chatkit_django.context import ChatKitContext, make_context
+from chatkit_django.context import ChatKitContext
 from chatkit_django.exceptions import error_response
 from chatkit_django.server import REQUEST_ADAPTER, DjangoChatKitServer, get_server
 
@@ -78,7 +79,12 @@ class ChatKitEndpointMixin(AuthenticationMixin):
         ``CHATKIT['CONTEXT_FACTORY']`` (sync or async) builds it when set; otherwise a
         ``ChatKitContext`` for ``request.user``. Override to add tenant, locale...
         """
-        return await make_context(request)
+        factory = chatkit_settings.CONTEXT_FACTORY
+        if factory is None:
+            return ChatKitContext(user=request.user, request=request)
+        if inspect.iscoroutinefunction(factory):
+            return await factory(request)
+        return await sync_to_async(factory)(request)
 
     # -- the endpoint --------------------------------------------------------
 

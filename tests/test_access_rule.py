@@ -89,9 +89,11 @@ def user_input(text: str, attachments: list[str] = ()) -> dict[str, Any]:
 
 async def seed(async_client: Any, owner: Any) -> dict[str, Any]:
     """A thread of ``owner`` with an image in its first message, a widget, a pending
-    structured input, a pending client tool call (last), and a pending two-phase upload."""
+    structured input, a pending client tool call (last); an image in no thread yet and a
+    pending two-phase upload."""
     await async_client.aforce_login(owner)
     image = (await upload(async_client)).json()["id"]
+    loose = (await upload(async_client)).json()["id"]  # in no thread yet
     status, events = await post(
         async_client, {"type": "threads.create", "params": {"input": user_input("hi", [image])}}
     )
@@ -130,7 +132,13 @@ async def seed(async_client: Any, owner: Any) -> dict[str, Any]:
     )
     assert status == 200, pending
     await async_client.alogout()
-    return {"thread": thread_id, "user_item": user_item, "image": image, "pending": pending["id"]}
+    return {
+        "thread": thread_id,
+        "user_item": user_item,
+        "image": image,
+        "loose": loose,
+        "pending": pending["id"],
+    }
 
 
 async def snapshot(ids: dict[str, Any]) -> tuple[Any, ...]:
@@ -163,7 +171,7 @@ REQUESTS: dict[str, Any] = {
     },
     "attachments.delete": lambda i: {"attachment_id": i["image"]},
     "threads.delete": lambda i: {"thread_id": i["thread"]},
-    "threads.create": lambda i: {"input": user_input("mine", [i["image"]])},
+    "threads.create": lambda i: {"input": user_input("mine", [i["loose"]])},
     "threads.add_user_message": lambda i: {"thread_id": i["thread"], "input": user_input("more")},
     "threads.retry_after_item": lambda i: {"thread_id": i["thread"], "item_id": i["user_item"]},
     "threads.custom_action": lambda i: {
@@ -368,3 +376,49 @@ async def test_attachments_delete_is_idempotent_and_says_nothing_of_others_files
     assert await post(async_client, delete(mine)) == (200, {})
     assert await post(async_client, delete(mine)) == (200, {})  # already deleted
     assert [a.pk async for a in Attachment.objects.all()] == [kept]
+
+
+async def test_an_attachment_of_one_thread_cannot_join_another(
+    async_client: Any, auser_factory: Any
+) -> None:
+    """Re-linking would move it: deleting the second thread would delete a file the first
+    one still shows. Refused before any stream; the same thread may name it again."""
+    owner = await auser_factory()
+    ids = await seed(async_client, owner)
+    await async_client.aforce_login(owner)
+    status, other = await post(
+        async_client, {"type": "threads.create", "params": {"input": user_input("other")}}
+    )
+    other_thread = other[0]["thread"]["id"]
+    threads_before = await Thread.objects.acount()
+
+    for payload in (
+        {"type": "threads.create", "params": {"input": user_input("x", [ids["image"]])}},
+        {
+            "type": "threads.add_user_message",
+            "params": {"thread_id": other_thread, "input": user_input("x", [ids["image"]])},
+        },
+    ):
+        status, answer = await post(async_client, payload)
+        assert (status, answer["code"]) == (400, "attachment_in_another_thread"), answer
+        assert "belongs to another thread" in answer["detail"]
+    assert await Thread.objects.acount() == threads_before
+    row = await Attachment.objects.aget(pk=ids["image"])
+    assert (row.thread_id, row.data["thread_id"]) == (ids["thread"], ids["thread"])
+
+    status, answer = await post(
+        async_client,
+        {
+            "type": "threads.add_user_message",
+            "params": {"thread_id": ids["thread"], "input": user_input("again", [ids["image"]])},
+        },
+    )
+    assert status == 200, answer
+    # The store refuses the move too, whoever calls it.
+    store, context = DjangoStore(), ChatKitContext(user=owner)
+    attachment = await store.load_attachment(ids["image"], context)
+    with pytest.raises(ValueError, match="belongs to another thread"):
+        await store.save_attachment(
+            attachment.model_copy(update={"thread_id": other_thread}), context
+        )
+    assert (await Attachment.objects.aget(pk=ids["image"])).thread_id == ids["thread"]
