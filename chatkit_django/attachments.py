@@ -165,7 +165,7 @@ def present_attachment(
         if may_view:
             return attachment
         parts = urlsplit(str(attachment.preview_url))
-        url = urlunsplit(parts._replace(query=""))
+        url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", parts.fragment))
     else:
         url = preview_url(attachment.id, request, signed=may_view)
     return attachment.model_copy(update={"preview_url": AnyUrl(url)})
