@@ -572,7 +572,7 @@ class DjangoStore(Store[ChatKitContext]):
             for item in items
             if isinstance(item, UserMessageItem)
             for a in item.attachments
-            if isinstance(a, ImageAttachment) and not has_nul(a.id)
+            if isinstance(a, ImageAttachment) and not names_nothing(a.id)
         }
         if not ids:
             return set()
