@@ -212,17 +212,29 @@ class DjangoStore(Store[ChatKitContext]):
             await self._accessible_thread(thread.id, context, "change")
             await threads.filter(pk=thread.id).aupdate(**fields)
 
+    def listed_threads(self, user: Any) -> models.QuerySet:
+        """The threads ``threads.list`` shows ``user``: their own, once they hold an item.
+
+        The SDK saves a new thread before its first message. Should that message never be
+        stored (the process died in between, the database failed), the thread would show
+        up as a blank conversation the user never started; so a thread without items is
+        not listed. The test is a semi-join on the items' thread index, in the same query.
+        """
+        items = self.item_model.objects.filter(thread_id=models.OuterRef("pk"))
+        return self.thread_model.objects.filter(models.Exists(items), owner=user)
+
     async def load_threads(
         self, limit: int, after: str | None, order: str, context: ChatKitContext
     ) -> Page[ThreadMetadata]:
-        """The acting user's own threads; others' threads, even visible ones, are not listed."""
+        """The acting user's own threads with items (``listed_threads``); others' threads,
+        even visible ones, are not listed."""
         user = self._user(context)
         if user is None:
             return Page(data=[], has_more=False, after=None)
         position = await self._cursor_position("threads", self.thread_model, after, owner=user)
-        rows = keyset_page(
-            self.thread_model.objects.filter(owner=user), after=position, order=order
-        ).values_list("data", *ROW_ORDER)
+        rows = keyset_page(self.listed_threads(user), after=position, order=order).values_list(
+            "data", *ROW_ORDER
+        )
         return _page(
             [r async for r in rows[: limit + 1]], limit, ThreadMetadata.model_validate, "threads"
         )

@@ -60,6 +60,10 @@ class ChatKitEndpointMixin(AuthenticationMixin):
     def get_keepalive_seconds(self) -> float:
         return chatkit_settings.KEEPALIVE_SECONDS
 
+    def get_stream_buffer_bytes(self) -> int:
+        """How many bytes of events may wait for a slow client before the model is held back."""
+        return chatkit_settings.STREAM_BUFFER_BYTES
+
     def get_release_connections_seconds(self) -> float | None:
         return chatkit_settings.RELEASE_CONNECTIONS_SECONDS
 
@@ -186,6 +190,8 @@ class ChatKitEndpointMixin(AuthenticationMixin):
             self.get_keepalive_seconds(),
             release=self.release_connections if release_every else None,
             release_every=release_every,
+            max_buffer=self.get_stream_buffer_bytes(),
+            shield_until=INPUT_STORED,
         )
         response = EventStreamResponse(events, content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
@@ -232,6 +238,12 @@ def invalid_request_response(error: ValidationError) -> HttpResponse:
 
 _DONE = object()
 
+#: How the SDK's stream announces its options: ``ChatKitServer`` sends this event when it hands
+#: over to ``respond()`` (or ``action()``), after it has stored the request's input (the new
+#: thread and the user message, a tool output...). ``sse_events`` does not cancel the stream
+#: before it: a client that hangs up earlier still has its message saved.
+INPUT_STORED = b'data: {"type":"stream_options"'
+
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:
     if waiter is not None and not waiter.done():
@@ -243,35 +255,68 @@ async def sse_events(
     keepalive: float,
     release: Callable[[], Awaitable[None]] | None = None,
     release_every: float | None = None,
+    *,
+    max_buffer: int | None = None,
+    shield_until: bytes | None = None,
 ) -> AsyncIterator[bytes]:
     """The SDK's SSE bytes, with a keep-alive comment after ``keepalive`` seconds of silence.
 
     Every ``release_every`` seconds, ``release()`` runs between writes (the endpoint gives
     back its database connections there, see ``release_connections``).
 
-    The SDK's generator runs in a task of its own, so waiting for its next event can time
-    out without disturbing it. What it produces is buffered without bound on purpose: the
-    task then only ever waits inside the SDK's generator, which is where a cancellation must
-    land (the buffer holds at most one answer). When the client goes away, the ASGI server
-    cancels (or closes) us and we cancel that task: the SDK's ``handle_stream_cancelled``
-    saves the partial message before we return. Events already buffered go out in one write.
+    The SDK's generator runs in a task of its own (the producer), so waiting for its next
+    event can time out without disturbing it. Events it produces while the client is busy
+    are buffered and go out in one write; once ``max_buffer`` bytes wait, the producer stops
+    asking the SDK for more until the client has taken them: a slow client holds the model's
+    stream back instead of making the server buffer the whole answer.
 
-    This runs once per event, so it waits on a bare future and keeps one timer per stream
+    When the client goes away, the ASGI server cancels (or closes) us and we cancel the
+    producer where it waits inside the SDK, whose ``handle_stream_cancelled`` saves the
+    partial message before we return. Not before the producer has passed a chunk starting
+    with ``shield_until`` (``INPUT_STORED``), though: until then the SDK is storing the
+    request's input, and a hang-up must not lose the user's message or leave a thread
+    without it. A producer waiting for buffer space is woken first, so that its
+    cancellation, too, lands inside the SDK.
+
+    This runs once per event, so it waits on bare futures and keeps one timer per stream
     rather than ``asyncio.Queue`` and ``asyncio.timeout()``, which cost several times more.
     """
     loop = asyncio.get_running_loop()
     buffer: list[bytes] = []
+    buffered = 0  # bytes in buffer
+    limit = max_buffer if max_buffer else float("inf")
     outcome: list[Any] = []  # _DONE or the exception that ended the SDK's stream
-    waiter: asyncio.Future[None] | None = None
+    waiter: asyncio.Future[None] | None = None  # the reader, waiting for an event
+    space: asyncio.Future[None] | None = None  # set while the producer waits for the reader
+    shielded = shield_until is not None
+    abandoned = False  # the client went away
+    stopping = False
 
     # The SDK's generator itself: StreamingResult's __aiter__ only re-yields it.
     events = getattr(result, "json_events", result)
 
+    def stop_if_abandoned() -> None:
+        # The producer cancels itself: the CancelledError lands at the SDK's next wait.
+        nonlocal stopping
+        if abandoned and not shielded and not stopping:
+            stopping = True
+            asyncio.current_task().cancel()  # type: ignore[union-attr]
+
     async def produce() -> None:
+        nonlocal buffered, space, shielded
         try:
             async for chunk in events:
-                buffer.append(chunk)
-                _wake(waiter)
+                if shielded and chunk.startswith(shield_until):  # type: ignore[arg-type]
+                    shielded = False
+                if not abandoned:
+                    buffer.append(chunk)
+                    buffered += len(chunk)
+                    _wake(waiter)
+                    if buffered >= limit:
+                        space = loop.create_future()
+                        await space
+                        space = None
+                stop_if_abandoned()
         except Exception as e:  # noqa: BLE001 - logged below, the stream ends cleanly
             outcome.append(e)
         else:
@@ -326,6 +371,8 @@ async def sse_events(
             if buffer:
                 chunk = buffer[0] if len(buffer) == 1 else b"".join(buffer)
                 buffer.clear()
+                buffered = 0
+                _wake(space)
                 last_write = loop.time()
                 yield chunk
                 continue
@@ -343,6 +390,14 @@ async def sse_events(
             if handle is not None:
                 handle.cancel()
         if not producer.done():
-            producer.cancel()
-            # Let the SDK finish its cancellation handling before we go.
+            abandoned = True
+            buffer.clear()
+            if shielded:
+                logger.debug("The client went away before its input was stored; storing it")
+            if space is not None:
+                _wake(space)  # it stops itself once it is back inside the SDK
+            elif not shielded:
+                stopping = True
+                producer.cancel()
+            # Let the SDK store the input, or finish its cancellation handling, before we go.
             await asyncio.wait({producer})

@@ -46,6 +46,12 @@ class StoreContract:
     def store(self) -> Store[Any]:
         return self.make_store()
 
+    async def start_thread(self, store: Store[Any], thread: ThreadMetadata, ctx: Any) -> None:
+        """Save ``thread`` with a first message, as ``threads.create`` does: only threads
+        that hold an item are listed (a stricter rule than the SDK's reference stores')."""
+        await store.save_thread(thread, ctx)
+        await store.add_thread_item(thread.id, make_user_message(thread.id), ctx)
+
     @pytest.fixture
     async def ctx(self, auser_factory: Any) -> Any:
         return self.context_for(await auser_factory())
@@ -109,7 +115,7 @@ class StoreContract:
             allowed_image_domains=["cdn.example.com", "img.example.org"],
             metadata={"previous_response_id": "resp_1", "n": 3, "tags": ["a"], "x": None},
         )
-        await store.save_thread(thread, ctx)
+        await self.start_thread(store, thread, ctx)
         sdk_items.assert_same(await store.load_thread(thread.id, ctx), thread)
         page = await store.load_threads(10, None, "desc", ctx)
         sdk_items.assert_same(page.data[0], thread)
@@ -180,7 +186,8 @@ class StoreContract:
         self, store: Store[Any], ctx: Any, thread: ThreadMetadata
     ) -> None:
         other = make_thread(created_at=T0 + timedelta(seconds=1))
-        await store.save_thread(other, ctx)
+        await self.start_thread(store, other, ctx)
+        await store.add_thread_item(thread.id, make_user_message(thread.id), ctx)
         renamed = thread.model_copy(update={"title": "Renamed", "metadata": {"a": 1}})
         await store.save_thread(renamed, ctx)
 
@@ -485,7 +492,7 @@ class StoreContract:
         ids = []
         for i in range(5):
             thread = make_thread(created_at=T0 if same_time else T0 + timedelta(minutes=i))
-            await store.save_thread(thread, ctx)
+            await self.start_thread(store, thread, ctx)
             ids.append(thread.id)
         for order, expected in (("asc", ids), ("desc", ids[::-1])):
             first = await store.load_threads(2, None, order, ctx)
@@ -502,7 +509,8 @@ class StoreContract:
         self, store: Store[Any], ctx: Any, other_ctx: Any, thread: ThreadMetadata
     ) -> None:
         theirs = make_thread(created_at=T0)
-        await store.save_thread(theirs, other_ctx)
+        await self.start_thread(store, theirs, other_ctx)
+        await store.add_thread_item(thread.id, make_user_message(thread.id), ctx)
         assert [t.id for t in (await store.load_threads(10, None, "asc", ctx)).data] == [thread.id]
         assert [t.id for t in (await store.load_threads(10, None, "asc", other_ctx)).data] == [
             theirs.id
@@ -515,7 +523,7 @@ class StoreContract:
         ids = []
         for _ in range(3):
             thread = make_thread(created_at=T0)
-            await store.save_thread(thread, ctx)
+            await self.start_thread(store, thread, ctx)
             ids.append(thread.id)
         first = await store.load_thread(ids[0], ctx)
         await store.save_thread(first.model_copy(update={"title": "later"}), ctx)

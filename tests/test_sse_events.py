@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from chatkit_django.streaming import SSE_KEEPALIVE, EventStreamResponse, sse_events
+from chatkit_django.streaming import INPUT_STORED, SSE_KEEPALIVE, EventStreamResponse, sse_events
 
 
 class Script:
@@ -184,3 +184,94 @@ async def test_no_release_without_an_interval():
 
     await collect(sse_events(Script(b"a", 0.2, b"b"), keepalive=5, release=release))
     assert calls == []
+
+
+# -- hang-ups before the input is stored ----------------------------------------------------
+
+OPTIONS = INPUT_STORED + b',"stream_options":{"allow_cancel":true}}\n\n'
+
+
+async def test_a_hang_up_before_the_input_is_stored_lets_the_sdk_store_it_first():
+    # The SDK saves the thread and the user message between "thread.created" and the
+    # stream options: a hang-up in between must not cancel that.
+    script = Script(b"created", float("inf"), OPTIONS, 5.0, b"never")
+    stream = sse_events(script, keepalive=5, shield_until=INPUT_STORED)
+    assert await anext(stream) == b"created"
+    closing = asyncio.create_task(stream.aclose())
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # waiting for the input to be stored
+    assert not script.cancelled
+    script.release.set()  # the user message is stored, the SDK announces its options
+    await closing
+    # Cancelled right after, where the SDK waits for the responder: not one event later.
+    assert script.cancelled
+    assert not script.finished
+
+
+async def test_a_hang_up_after_the_input_is_stored_cancels_at_once():
+    script = Script(b"created", OPTIONS, b"delta", float("inf"), b"never")
+    stream = sse_events(script, keepalive=5, shield_until=INPUT_STORED)
+    assert b"delta" in await anext(stream)
+    await stream.aclose()
+    assert script.cancelled
+
+
+async def test_without_a_shield_a_hang_up_cancels_at_once():
+    script = Script(b"created", float("inf"), OPTIONS)
+    stream = sse_events(script, keepalive=5)
+    assert await anext(stream) == b"created"
+    await stream.aclose()
+    assert script.cancelled
+
+
+# -- a slow client holds the producer back --------------------------------------------------
+
+
+class Flood:
+    """An SDK stream that never waits: ``count`` chunks of ``size`` bytes as fast as asked."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self.count = count
+        self.size = size
+        self.produced = 0
+        self.cancelled = False
+
+    async def __aiter__(self):
+        try:
+            for i in range(self.count):
+                self.produced += 1
+                yield str(i % 10).encode() * self.size
+                await asyncio.sleep(0)  # the SDK's own awaits, where cancellation lands
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+
+async def test_a_slow_reader_holds_the_producer_back():
+    flood = Flood(count=1000, size=1000)
+    stream = sse_events(flood, keepalive=5, max_buffer=10_000)
+    received = 0
+    for _ in range(20):
+        received += len(await anext(stream))
+        # The client is slow: plenty of time for the producer to run ahead.
+        for _ in range(50):
+            await asyncio.sleep(0)
+        # It never holds more than the buffer (and the chunk that filled it) unread.
+        assert flood.produced * 1000 - received <= 10_000 + 1000
+    assert flood.produced < 300
+    rest = b"".join(await collect(stream))
+    assert received + len(rest) == 1000 * 1000  # nothing lost on the way
+    assert flood.produced == 1000
+
+
+async def test_a_hang_up_while_the_producer_waits_for_space_cancels_inside_the_sdk():
+    flood = Flood(count=1000, size=1000)
+    stream = sse_events(flood, keepalive=5, max_buffer=5000)
+    await anext(stream)
+    for _ in range(50):
+        await asyncio.sleep(0)  # the producer fills the buffer and waits
+    produced = flood.produced
+    await stream.aclose()
+    # Woken, it went back into the SDK, which got the cancellation there.
+    assert flood.cancelled
+    assert flood.produced <= produced + 1

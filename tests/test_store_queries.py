@@ -134,6 +134,19 @@ async def test_load_threads(store: DjangoStore, ctx: ChatKitContext, limit: int)
         for i in range(250)
     ]
     await models.Thread.objects.abulk_create(threads)
+    # Only threads that hold an item are listed; the check is part of the one query.
+    await models.ThreadItem.objects.abulk_create(
+        models.ThreadItem(
+            id=f"msg_{t.id}_{n}",
+            thread=t,
+            type="user_message",
+            created_at=t.created_at,
+            seq=next_seq(),
+            data={},
+        )
+        for t in threads
+        for n in range(2)
+    )
     async with assert_queries(1):
         first = await store.load_threads(limit, None, "desc", ctx)
     async with assert_queries(1):
