@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -96,3 +97,17 @@ def live_server_factory(transactional_db: None) -> Iterator[Callable[..., str]]:
 @pytest.fixture
 def live_server_url(live_server_factory: Callable[..., str]) -> str:
     return live_server_factory()
+
+
+@pytest.fixture
+def session(user_factory: Any) -> tuple[Any, dict[str, str], dict[str, str]]:
+    """A logged-in browser session for live requests: the user, its cookies and headers
+    (CSRF token included)."""
+    from django.test import Client
+
+    client = Client()
+    user = user_factory()
+    client.force_login(user)
+    token = "b" * 32
+    cookies = {"sessionid": client.cookies["sessionid"].value, "csrftoken": token}
+    return user, cookies, {"X-CSRFToken": token, "Content-Type": "application/json"}

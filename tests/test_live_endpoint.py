@@ -10,7 +10,6 @@ import time
 
 import httpx
 import pytest
-from django.test import Client
 
 from chatkit_django.models import Thread, ThreadItem
 from tests.chatkit_client import ENDPOINT, body, create_req, parse_sse
@@ -27,17 +26,6 @@ SCRIPTED = {"CHATKIT_TEST_SERVER_CLASS": "tests.testapp.server.ScriptedServer"}
 @pytest.fixture(params=sorted(APPS))
 def app(request):
     return APPS[request.param]
-
-
-@pytest.fixture
-def session(user_factory):
-    """Cookies and headers of a logged-in browser session, CSRF token included."""
-    client = Client()
-    user = user_factory()
-    client.force_login(user)
-    token = "b" * 32
-    cookies = {"sessionid": client.cookies["sessionid"].value, "csrftoken": token}
-    return user, cookies, {"X-CSRFToken": token, "Content-Type": "application/json"}
 
 
 def wait_for(predicate, timeout=10.0):

@@ -1,6 +1,8 @@
 """Small deterministic servers for tests."""
 
 import asyncio
+import logging
+import os
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +30,7 @@ from django.db import connection
 
 from chatkit_django.context import ChatKitContext
 from chatkit_django.server import DjangoChatKitServer
-from chatkit_django.store import item_preview
+from chatkit_django.store import DjangoStore, item_preview
 
 
 # --8<-- [start:echo-server]
@@ -179,3 +181,100 @@ class RecordingServer(EchoServer):
     async def sync_action(self, thread, action, sender, context):
         self.CALLS.append(("sync_action", thread.id))
         return await super().sync_action(thread, action, sender, context)
+
+
+class _HangUpNoticed(logging.Handler):
+    """Sets ``HANG_UP_NOTICED`` when the endpoint reports a client gone before its input
+    was stored (``sse_events``, which then lets the SDK finish storing it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("The client went away before its input was stored"):
+            HANG_UP_NOTICED.set()
+
+
+HANG_UP_NOTICED = asyncio.Event()
+
+
+class HoldingStore(DjangoStore):
+    """``DjangoStore`` that can stop at one step of the SDK's input phase, for hang-up tests.
+
+    The request's ``X-Test-Hold`` header names the step: ``save_thread`` (before
+    ``thread.created`` is sent) or ``user_message`` (between ``thread.created`` and the user
+    item). The step waits there until the endpoint has noticed the hang-up, or is cancelled.
+    """
+
+    async def save_thread(self, thread: ThreadMetadata, context: ChatKitContext) -> None:
+        await hold(context, "save_thread")
+        await super().save_thread(thread, context)
+
+    async def add_thread_item(self, thread_id: str, item: Any, context: ChatKitContext) -> None:
+        if isinstance(item, UserMessageItem):
+            await hold(context, "user_message")
+        await super().add_thread_item(thread_id, item, context)
+
+
+async def hold(context: ChatKitContext, step: str) -> None:
+    """Wait at ``step`` if the request asks for it (once per request)."""
+    request = context.request
+    if request is None or request.headers.get("X-Test-Hold") != step or context.extra.get("held"):
+        return
+    context.extra["held"] = True
+    marks = Path(os.environ["CHATKIT_TEST_HANGUP_DIR"])
+    try:
+        # Never "done" by itself: only a hang-up (noticed or cancelling) moves on.
+        await asyncio.wait_for(HANG_UP_NOTICED.wait(), 30)
+    except TimeoutError:
+        (marks / "timeout").write_text(step)
+        raise
+    except asyncio.CancelledError:
+        # The hang-up cancelled the input phase itself: the message is lost.
+        (marks / "finished").write_text(f"cancelled at {step}")
+        raise
+
+
+class HangUpServer(ScriptedServer):
+    """Streams one assistant item that never finishes, for clients that hang up.
+
+    With ``X-Test-Hold: respond`` the responder waits before its first event, otherwise
+    after its first delta ("partial "); ``HoldingStore`` holds the earlier steps. When the
+    SDK's cancellation handling is done, the file ``finished`` appears in
+    ``CHATKIT_TEST_HANGUP_DIR``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(store=HoldingStore())
+        logger = logging.getLogger("chatkit_django.streaming")
+        if not any(isinstance(h, _HangUpNoticed) for h in logger.handlers):
+            logger.addHandler(_HangUpNoticed())
+            logger.setLevel(logging.DEBUG)
+
+    async def check_streaming_request(self, request: Any, context: ChatKitContext) -> None:
+        HANG_UP_NOTICED.clear()  # one stream at a time
+        await super().check_streaming_request(request, context)
+
+    async def respond(
+        self,
+        thread: ThreadMetadata,
+        input_user_message: UserMessageItem | None,
+        context: ChatKitContext,
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        item = AssistantMessageItem(
+            id=self.store.generate_item_id("message", thread, context),
+            thread_id=thread.id,
+            created_at=datetime.now(),
+            content=[],
+        )
+        if context.request is None or context.request.headers.get("X-Test-Hold") != "respond":
+            yield ThreadItemAddedEvent(item=item)
+            yield ThreadItemUpdatedEvent(
+                item_id=item.id,
+                update=AssistantMessageContentPartTextDelta(content_index=0, delta="partial "),
+            )
+        await asyncio.sleep(30)  # a hang-up cancels this
+        (Path(os.environ["CHATKIT_TEST_HANGUP_DIR"]) / "timeout").write_text("respond")
+
+    async def handle_stream_cancelled(
+        self, thread: ThreadMetadata, pending_items: list[Any], context: ChatKitContext
+    ) -> None:
+        await super().handle_stream_cancelled(thread, pending_items, context)
+        (Path(os.environ["CHATKIT_TEST_HANGUP_DIR"]) / "finished").write_text(thread.id)
