@@ -313,6 +313,7 @@ async def sse_events(
                     buffered += len(chunk)
                     _wake(waiter)
                     if buffered >= limit:
+                        logger.debug("Slow client: %d bytes wait, holding the stream", buffered)
                         space = loop.create_future()
                         await space
                         space = None

@@ -11,6 +11,7 @@ hang-up or cancelled it, and the client hangs up on the event it reads, never af
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,65 @@ def test_hang_ups_at_every_early_point_keep_the_message(
         f"new thread, hang-up {list(CREATE_POINTS)[-1]}",
         *(f"existing thread, hang-up {point}" for point in ADD_POINTS),
     ]
+
+
+# -- slow clients ---------------------------------------------------------------------------
+
+FLOOD_EVENTS, FLOOD_SIZE = 3000, 4096  # 12 MB of progress text, more than the kernel holds
+
+
+def socket_bound(sock: socket.socket) -> int:
+    """Bytes the kernel may hold between the server and us: our receive buffer and, at
+    most, the largest send buffer TCP autotuning gives the server."""
+    send_max = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    return send_max + sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+
+def test_a_slow_client_holds_the_stream_back(live_server_factory, app, session, tmp_path):
+    user, cookies, headers = session
+    base = live_server_factory(
+        app, env={"CHATKIT_TEST_SERVER_CLASS": SERVER, "CHATKIT_TEST_HANGUP_DIR": str(tmp_path)}
+    )
+    host, port = base.removeprefix("http://").split(":")
+    payload = body(create_req("flood")).encode()
+    request = (
+        f"POST {ENDPOINT} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Cookie: sessionid={cookies['sessionid']}; csrftoken={cookies['csrftoken']}\r\n"
+        f"X-CSRFToken: {headers['X-CSRFToken']}\r\nContent-Type: application/json\r\n"
+        f"X-Test-Flood: {FLOOD_EVENTS}x{FLOOD_SIZE}\r\n"
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+    ).encode() + payload
+    with socket.socket() as sock:
+        # A small receive window, as a slow mobile client has.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.connect((host, int(port)))
+        sock.sendall(request)
+        received = sock.recv(1024)
+        assert received.startswith(b"HTTP/1.1 200")
+        # The client reads nothing more for now: the server fills what the kernel holds,
+        # then its own buffer, and then must stop the responder.
+        held, progress = tmp_path / "held", tmp_path / "progress"
+        overrun = 2 * socket_bound(sock)
+
+        def held_or_overrun() -> bool:
+            return held.exists() or (progress.exists() and int(progress.read_text()) > overrun)
+
+        wait_for(held_or_overrun, timeout=30)
+        assert held.exists(), f"the responder ran on: {progress.read_text()} bytes produced"
+        produced = int(held.read_text())
+        # What the responder produced is what we read, what the kernel holds, the ASGI
+        # server's write buffer, the endpoint's buffer and one event: not the answer.
+        limit = 64 * 1024
+        assert produced <= len(received) + socket_bound(sock) + limit + limit + FLOOD_SIZE
+        assert produced < FLOOD_EVENTS * FLOOD_SIZE / 2
+        assert not (tmp_path / "finished").exists()
+
+        # Reading on, the client gets the whole answer, intact.
+        while chunk := sock.recv(1024 * 1024):
+            received += chunk
+    assert received.count(b'"type":"progress_update"') == FLOOD_EVENTS
+    assert b'"text":"flood done"' in received
+    assert int((tmp_path / "finished").read_text()) == FLOOD_EVENTS * FLOOD_SIZE
+    assert ThreadItem.objects.get(thread__owner=user, type="assistant_message").preview == (
+        "flood done"
+    )

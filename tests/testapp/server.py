@@ -15,6 +15,7 @@ from chatkit.types import (
     AssistantMessageContentPartTextDelta,
     AssistantMessageItem,
     AudioInput,
+    ProgressUpdateEvent,
     SyncCustomActionResponse,
     ThreadItemAddedEvent,
     ThreadItemDoneEvent,
@@ -183,16 +184,30 @@ class RecordingServer(EchoServer):
         return await super().sync_action(thread, action, sender, context)
 
 
-class _HangUpNoticed(logging.Handler):
-    """Sets ``HANG_UP_NOTICED`` when the endpoint reports a client gone before its input
-    was stored (``sse_events``, which then lets the SDK finish storing it)."""
+class _StreamReports(logging.Handler):
+    """What ``sse_events`` reports at debug level, for ``HangUpServer``'s tests.
+
+    A client gone before its input was stored sets ``HANG_UP_NOTICED``; a producer held back
+    by a slow client writes how much the responder had produced by then to the file ``held``.
+    """
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith("The client went away before its input was stored"):
+        message = record.getMessage()
+        if message.startswith("The client went away before its input was stored"):
             HANG_UP_NOTICED.set()
+        elif message.startswith("Slow client") and FLOOD["produced"]:
+            mark("held", str(FLOOD["produced"]))
+
+
+def mark(name: str, text: str) -> None:
+    """Write the file ``name`` in ``CHATKIT_TEST_HANGUP_DIR`` whole (a test polls for it)."""
+    marks = Path(os.environ["CHATKIT_TEST_HANGUP_DIR"])
+    (marks / f"{name}.tmp").write_text(text)
+    (marks / f"{name}.tmp").replace(marks / name)
 
 
 HANG_UP_NOTICED = asyncio.Event()
+FLOOD = {"produced": 0}  # bytes of progress text the flooding responder has yielded
 
 
 class HoldingStore(DjangoStore):
@@ -219,16 +234,15 @@ async def hold(context: ChatKitContext, step: str) -> None:
     if request is None or request.headers.get("X-Test-Hold") != step or context.extra.get("held"):
         return
     context.extra["held"] = True
-    marks = Path(os.environ["CHATKIT_TEST_HANGUP_DIR"])
     try:
         # Never "done" by itself: only a hang-up (noticed or cancelling) moves on.
         await asyncio.wait_for(HANG_UP_NOTICED.wait(), 30)
     except TimeoutError:
-        (marks / "timeout").write_text(step)
+        mark("timeout", step)
         raise
     except asyncio.CancelledError:
         # The hang-up cancelled the input phase itself: the message is lost.
-        (marks / "finished").write_text(f"cancelled at {step}")
+        mark("finished", f"cancelled at {step}")
         raise
 
 
@@ -244,8 +258,8 @@ class HangUpServer(ScriptedServer):
     def __init__(self) -> None:
         super().__init__(store=HoldingStore())
         logger = logging.getLogger("chatkit_django.streaming")
-        if not any(isinstance(h, _HangUpNoticed) for h in logger.handlers):
-            logger.addHandler(_HangUpNoticed())
+        if not any(isinstance(h, _StreamReports) for h in logger.handlers):
+            logger.addHandler(_StreamReports())
             logger.setLevel(logging.DEBUG)
 
     async def check_streaming_request(self, request: Any, context: ChatKitContext) -> None:
@@ -264,6 +278,11 @@ class HangUpServer(ScriptedServer):
             created_at=datetime.now(),
             content=[],
         )
+        flood = context.request.headers.get("X-Test-Flood") if context.request else None
+        if flood:
+            async for event in self.flood(item, *map(int, flood.split("x"))):
+                yield event
+            return
         if context.request is None or context.request.headers.get("X-Test-Hold") != "respond":
             yield ThreadItemAddedEvent(item=item)
             yield ThreadItemUpdatedEvent(
@@ -271,10 +290,28 @@ class HangUpServer(ScriptedServer):
                 update=AssistantMessageContentPartTextDelta(content_index=0, delta="partial "),
             )
         await asyncio.sleep(30)  # a hang-up cancels this
-        (Path(os.environ["CHATKIT_TEST_HANGUP_DIR"]) / "timeout").write_text("respond")
+        mark("timeout", "respond")
+
+    async def flood(
+        self, item: AssistantMessageItem, count: int, size: int
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        """``X-Test-Flood: <count>x<size>``: as many progress events as fast as they are taken,
+        then the answer "flood done". The file ``progress`` has the bytes yielded so far
+        (every MiB), ``finished`` appears at the end."""
+        FLOOD["produced"] = 0
+        for i in range(count):
+            yield ProgressUpdateEvent(text=str(i % 10) * size)
+            FLOOD["produced"] += size
+            if FLOOD["produced"] % (1024 * 1024) < size:
+                mark("progress", str(FLOOD["produced"]))
+            await asyncio.sleep(0)  # a model stream's own awaits
+        yield ThreadItemDoneEvent(
+            item=item.model_copy(update={"content": [AssistantMessageContent(text="flood done")]})
+        )
+        mark("finished", str(FLOOD["produced"]))
 
     async def handle_stream_cancelled(
         self, thread: ThreadMetadata, pending_items: list[Any], context: ChatKitContext
     ) -> None:
         await super().handle_stream_cancelled(thread, pending_items, context)
-        (Path(os.environ["CHATKIT_TEST_HANGUP_DIR"]) / "finished").write_text(thread.id)
+        mark("finished", thread.id)
