@@ -308,16 +308,18 @@ async def sse_events(
             async for chunk in events:
                 if shielded and chunk.startswith(shield_until):  # type: ignore[arg-type]
                     shielded = False
-                if not abandoned:
-                    buffer.append(chunk)
-                    buffered += len(chunk)
-                    _wake(waiter)
-                    if buffered >= limit:
-                        logger.debug("Slow client: %d bytes wait, holding the stream", buffered)
-                        space = loop.create_future()
-                        await space
-                        space = None
-                stop_if_abandoned()
+                if abandoned:
+                    stop_if_abandoned()
+                    continue
+                buffer.append(chunk)
+                buffered += len(chunk)
+                _wake(waiter)
+                if buffered >= limit:
+                    logger.debug("Slow client: %d bytes wait, holding the stream", buffered)
+                    space = loop.create_future()
+                    await space
+                    space = None
+                    stop_if_abandoned()
         except Exception as e:  # noqa: BLE001 - logged below, the stream ends cleanly
             outcome.append(e)
         else:
