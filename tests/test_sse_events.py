@@ -275,3 +275,20 @@ async def test_a_hang_up_while_the_producer_waits_for_space_cancels_inside_the_s
     # Woken, it went back into the SDK, which got the cancellation there.
     assert flood.cancelled
     assert flood.produced <= produced + 1
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_sdk_announces_stream_options_right_after_storing_the_input(auser_factory):
+    # What the shield relies on: in the SDK's own stream, the event INPUT_STORED matches
+    # follows the stored thread and user message and precedes the responder's events.
+    from chatkit_django.context import ChatKitContext
+    from tests.chatkit_client import body, create_req
+    from tests.testapp.server import EchoServer
+
+    context = ChatKitContext(user=await auser_factory())
+    result = await EchoServer().process(body(create_req("hi")), context)
+    chunks = [chunk async for chunk in result.json_events]
+    kinds = [json.loads(chunk[len(b"data: ") :])["type"] for chunk in chunks]
+    marked = [i for i, chunk in enumerate(chunks) if chunk.startswith(INPUT_STORED)]
+    assert marked == [2]
+    assert kinds == ["thread.created", "thread.item.done", "stream_options", "thread.item.done"]
