@@ -473,7 +473,7 @@ class StoreContract:
         ids = []
         for i in range(5):
             thread = make_thread(created_at=T0 + timedelta(minutes=i))
-            await store.save_thread(thread, ctx)
+            await self.start_thread(store, thread, ctx)
             ids.append(thread.id)
         first = await store.load_threads(2, None, "desc", ctx)
         await store.delete_thread(first.data[-1].id, ctx)
