@@ -29,7 +29,8 @@ T0 = datetime(2026, 5, 1, 12, 0, 0)
 
 @pytest.fixture
 async def seeded(auser_factory: Any) -> dict[str, Any]:
-    """A logged-in client; its user has one thread of 5 items and 4 more empty threads."""
+    """A logged-in client; its user has one thread of 5 items and 4 more threads of one item
+    (a thread without items is not listed)."""
     user = await auser_factory()
     context = ChatKitContext(user=user)
     store = DjangoStore()
@@ -37,6 +38,8 @@ async def seeded(auser_factory: Any) -> dict[str, Any]:
     for i in range(5):
         thread = make_thread(created_at=T0 + timedelta(minutes=i))
         await store.save_thread(thread, context)
+        if i:
+            await store.add_thread_item(thread.id, make_user_message(thread.id), context)
         threads.append(thread.id)
     items = []
     for i in range(5):
