@@ -35,13 +35,14 @@ from chatkit_django.conf import chatkit_settings
 from chatkit_django.context import ChatKitContext
 from chatkit_django.exceptions import error_response
 from chatkit_django.server import REQUEST_ADAPTER, DjangoChatKitServer, get_server
+from chatkit_django.throttling import ThrottledEndpointMixin
 
 logger = logging.getLogger(__name__)
 
 SSE_KEEPALIVE = b": keep-alive\n\n"
 
 
-class ChatKitEndpointMixin(AuthenticationMixin):
+class ChatKitEndpointMixin(ThrottledEndpointMixin, AuthenticationMixin):
     """The endpoint: authentication (the mixin's), the body, the server call, the response.
 
     Override the ``get_*`` methods to change a policy for one endpoint; settings in
@@ -111,6 +112,8 @@ class ChatKitEndpointMixin(AuthenticationMixin):
             parsed = REQUEST_ADAPTER.validate_json(body)
         except ValidationError as e:
             return invalid_request_response(e)
+        if refused := await self.check_throttles(request, parsed):
+            return refused
 
         try:
             context = await self.get_context(request)

@@ -53,6 +53,7 @@ from chatkit_django.permissions import (
     IsAuthenticatedUploader,
     user_has_access,
 )
+from chatkit_django.throttling import ChatKitThrottle
 
 
 class TokenOnlySessionAuthentication(SessionAuthentication):
@@ -70,6 +71,7 @@ class AttachmentAPIView(APIView):
     """Shared plumbing: authentication from ``CHATKIT``, our error shape, JSON only."""
 
     renderer_classes = [JSONRenderer]
+    throttle_classes = [ChatKitThrottle]  # scope: throttle_scope, else "other"
     session_authentication_class: type[SessionAuthentication] = SessionAuthentication
 
     def get_authenticators(self) -> list[Any]:
@@ -123,6 +125,7 @@ class DirectUploadView(AttachmentAPIView):
 
     parser_classes = [MultiPartParser]
     permission_classes = [IsAuthenticatedUploader]
+    throttle_scope = "upload"
 
     def post(self, request: Request) -> Response:
         upload = self.multipart_file(request)
