@@ -84,6 +84,14 @@ CHATKIT = {
         else float(os.environ.get("CHATKIT_TEST_RELEASE", "1"))
     ),
 }
+# A live server process can be given a throttle cache and rates (tests/test_live_throttling.py).
+if os.environ.get("CHATKIT_TEST_THROTTLE"):
+    _throttle = json.loads(os.environ["CHATKIT_TEST_THROTTLE"])
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "throttle": _throttle["cache"],
+    }
+    CHATKIT.update(THROTTLE_CACHE="throttle", THROTTLE_RATES=_throttle["rates"])
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
