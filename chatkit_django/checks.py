@@ -109,6 +109,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
         )
     else:
         errors.extend(_check_attachment_urls(user))
+    errors.extend(_check_throttles(user))
     return errors
 
 
@@ -167,6 +168,53 @@ def extra_hint(error: BaseException) -> str:
     if "boto" in str(error).lower():  # django-storages: "Could not load Boto3's S3 bindings"
         return "Install boto3 with the s3 extra: pip install 'chatkit-django[s3]'. "
     return ""
+
+
+def _check_throttles(user: dict[str, Any]) -> list[Error | Warning]:
+    """``THROTTLE_RATES`` holds DRF rate strings (or None) and ``THROTTLE_CACHE`` exists."""
+    from chatkit_django.throttling import RATE_RE, SCOPES
+
+    errors: list[Error | Warning] = []
+    rates = user.get("THROTTLE_RATES", DEFAULTS["THROTTLE_RATES"])
+    if not isinstance(rates, dict):
+        problems = [f"CHATKIT['THROTTLE_RATES'] should be a dict of scope to rate, not {rates!r}."]
+        rates = {}
+    else:
+        problems = [
+            f"CHATKIT['THROTTLE_RATES'][{scope!r}] is {rate!r}, which is not a rate."
+            for scope, rate in rates.items()
+            if rate is not None and not (isinstance(rate, str) and RATE_RE.match(rate))
+        ]
+    errors.extend(
+        Error(
+            problem,
+            hint="Write rates as DRF does: '30/min', '1000/day' (s, min, hour or day), "
+            "or None for no limit.",
+            id="chatkit_django.E030",
+        )
+        for problem in problems
+    )
+    unknown = sorted(set(rates) - set(SCOPES), key=str)
+    if unknown:
+        errors.append(
+            Warning(
+                f"CHATKIT['THROTTLE_RATES'] has rates for unknown scope(s): "
+                f"{', '.join(map(repr, unknown))}; nothing is counted in them.",
+                hint=f"The scopes are: {', '.join(SCOPES)}. Ignore this if your "
+                "get_throttle_scope() or a view's throttle_scope uses the name.",
+                id="chatkit_django.W030",
+            )
+        )
+    alias = user.get("THROTTLE_CACHE", DEFAULTS["THROTTLE_CACHE"])
+    if not isinstance(alias, str) or alias not in settings.CACHES:
+        errors.append(
+            Error(
+                f"CHATKIT['THROTTLE_CACHE'] is {alias!r}, which is not a key of CACHES.",
+                hint=f"Add CACHES[{alias!r}] or use one of: {', '.join(settings.CACHES)}.",
+                id="chatkit_django.E031",
+            )
+        )
+    return errors
 
 
 def _check_entity_sources(sources: Any) -> list[Error]:

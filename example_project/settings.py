@@ -81,4 +81,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CHATKIT = {
     "SERVER_CLASS": "example_project.demo.server.DemoServer",
     "ENTITY_SOURCES": ["example_project.demo.entities.ArticleSource"],
+    # --8<-- [start:throttles]
+    # Per user (per address when anonymous), counted in CACHES["default"]: local memory in
+    # the demo, so per process. With several workers, point THROTTLE_CACHE at Redis.
+    "THROTTLE_RATES": {
+        "respond": "20/min",  # messages, retries, actions: what spends the model
+        "upload": "20/min",  # direct uploads and attachments.create
+        "transcribe": "10/min",  # dictation
+        "other": None,  # lists, loads, renames, deletes, feedback...: not throttled
+    },
+    # --8<-- [end:throttles]
 }

@@ -399,3 +399,47 @@ def test_e020_silent_for_good_sources() -> None:
         }
     ):
         assert run_all() == []
+
+
+@pytest.mark.parametrize(
+    ("rates", "problem"),
+    [
+        ({"respond": "30/minx"}, "CHATKIT['THROTTLE_RATES']['respond'] is '30/minx'"),
+        ({"upload": "30 / min"}, "CHATKIT['THROTTLE_RATES']['upload'] is '30 / min'"),
+        ({"upload": "0/day"}, "CHATKIT['THROTTLE_RATES']['upload'] is '0/day'"),
+        ({"transcribe": 30}, "CHATKIT['THROTTLE_RATES']['transcribe'] is 30"),
+        ("30/min", "CHATKIT['THROTTLE_RATES'] should be a dict of scope to rate, not '30/min'"),
+    ],
+)
+def test_e030_bad_throttle_rates(rates: Any, problem: str) -> None:
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "THROTTLE_RATES": rates}):
+        message = only(run_all())
+    assert message.id == "chatkit_django.E030"
+    assert message.msg.startswith(problem)
+    assert "'30/min'" in message.hint
+
+
+def test_e030_silent_for_drf_rates() -> None:
+    rates = {"respond": "30/min", "upload": "5/second", "transcribe": "100/hour", "other": None}
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "THROTTLE_RATES": rates}):
+        assert run_all() == []
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "THROTTLE_RATES": {"other": "9/d"}}):
+        assert run_all() == []
+
+
+def test_e031_throttle_cache_missing() -> None:
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "THROTTLE_CACHE": "throttles"}):
+        message = only(run_all())
+    assert message.id == "chatkit_django.E031"
+    assert message.msg == "CHATKIT['THROTTLE_CACHE'] is 'throttles', which is not a key of CACHES."
+    assert message.hint == "Add CACHES['throttles'] or use one of: default."
+
+
+def test_w030_unknown_throttle_scope() -> None:
+    rates = {"responds": "30/min", "other": None}
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "THROTTLE_RATES": rates}):
+        message = only(run_all())
+    assert message.id == "chatkit_django.W030"
+    assert isinstance(message, checks.Warning)
+    assert "'responds'" in message.msg
+    assert message.hint.startswith("The scopes are: respond, upload, transcribe, other.")

@@ -29,7 +29,7 @@ from django.urls import reverse
 from chatkit_django import throttling
 from chatkit_django.models import Attachment, Thread
 from chatkit_django.throttling import ChatKitThrottle
-from tests.chatkit_client import add_message_req, create_req, parse_sse, post, read_stream
+from tests.chatkit_client import add_message_req, body, create_req, parse_sse, post, read_stream
 from tests.live_server import free_port
 from tests.test_transcription import transcribe_request
 from tests.test_uploads_direct import PNG, upload
@@ -369,3 +369,43 @@ async def test_an_unreachable_cache_lets_requests_through_and_logs(
     assert response.status_code == 201
     messages = [r.getMessage() for r in caplog.records if r.name == "chatkit_django.throttling"]
     assert messages == ["Throttle cache 'down' is unavailable; request not counted"] * 3
+
+
+async def test_the_demo_rates_are_valid_and_throttle(
+    aclient: AsyncClient, rates: Any, monkeypatch: Any, tmp_path: Any
+) -> None:
+    import importlib
+
+    from chatkit_django.checks import check_settings
+
+    monkeypatch.setenv("CHATKIT_DEMO_DATA", str(tmp_path))
+    demo = importlib.import_module("example_project.settings").CHATKIT["THROTTLE_RATES"]
+    rates(**demo)
+    assert check_settings() == []
+    for _ in range(20):
+        await create_thread(aclient)
+    assert_throttled(await post(aclient, create_req()), 60)
+
+
+async def test_a_project_throttle_from_get_throttles(
+    aclient: AsyncClient, rates: Any, auser_factory: Any, monkeypatch: Any
+) -> None:
+    from tests.testapp.throttles import SiteWideThrottle
+
+    rates(respond="3/min")
+    monkeypatch.setattr(SiteWideThrottle, "get_rate", lambda self: "2/min")
+    capped = "/chatkit-capped/"
+    other = AsyncClient()
+    await other.aforce_login(await auser_factory())
+    first = await aclient.post(capped, body(create_req()), content_type="application/json")
+    assert first.status_code == 200
+    await read_stream(first)
+    second = await other.post(capped, body(create_req()), content_type="application/json")
+    assert second.status_code == 200
+    await read_stream(second)
+    # The site's count is spent, though each user has sent one of their three.
+    assert_throttled(
+        await aclient.post(capped, body(create_req()), content_type="application/json"), 60
+    )
+    # The default endpoint keeps the per-user throttle only.
+    await create_thread(aclient)
