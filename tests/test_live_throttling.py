@@ -21,7 +21,11 @@ pytestmark = pytest.mark.live
 
 @pytest.fixture
 def two_workers(live_server_factory: Any) -> Any:
-    """Two server processes counting in one Redis database, under a key prefix of ours."""
+    """Two server processes counting in one Redis database, under a key prefix of ours.
+
+    The first serves the endpoint as ``ChatKitView``, the second as Channels'
+    ``ChatKitConsumer``: both ways count in the same place.
+    """
     prefix = f"throttles-live-{uuid.uuid4().hex}"
     throttle = {
         "cache": {
@@ -32,7 +36,10 @@ def two_workers(live_server_factory: Any) -> Any:
         "rates": {"respond": "4/min", "upload": "1/min"},
     }
     env = {"CHATKIT_TEST_THROTTLE": json.dumps(throttle)}
-    yield live_server_factory(env=env), live_server_factory(env=env)
+    yield (
+        live_server_factory(env=env),
+        live_server_factory("tests.channels_asgi:application", env=env),
+    )
     server = redis.Redis.from_url(REDIS_URL)
     for key in server.scan_iter(match=f"{prefix}:*"):
         server.delete(key)
