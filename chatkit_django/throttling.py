@@ -153,13 +153,19 @@ class ThrottledEndpointMixin:
         request's type), and before the server sees the request, so a refused stream never
         opens.
         """
-        waits = []
-        for throttle in self.get_throttles(request):
-            if not await throttle.aallow_request(http_request, self):
-                waits.append(throttle.wait())
-        if not waits:
-            return None
-        return throttled_response(max(waits))
+        return await throttle_request(self.get_throttles(request), http_request, self)
+
+
+async def throttle_request(
+    throttles: list[ChatKitThrottle], request: HttpRequest, view: Any
+) -> JsonResponse | None:
+    """A 429 when one of ``throttles`` refuses ``request`` (the longest wait), else ``None``."""
+    waits = [
+        throttle.wait()
+        for throttle in throttles
+        if not await throttle.aallow_request(request, view)
+    ]
+    return throttled_response(max(waits)) if waits else None
 
 
 def throttled_response(wait: float | None) -> JsonResponse:
