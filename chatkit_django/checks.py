@@ -183,7 +183,7 @@ def _check_throttles(user: dict[str, Any]) -> list[Error | Warning]:
         problems = [
             f"CHATKIT['THROTTLE_RATES'][{scope!r}] is {rate!r}, which is not a rate."
             for scope, rate in rates.items()
-            if rate is not None and not (isinstance(rate, str) and RATE_RE.match(rate))
+            if rate is not None and not (isinstance(rate, str) and RATE_RE.fullmatch(rate))
         ]
     errors.extend(
         Error(

@@ -63,8 +63,9 @@ REQUEST_SCOPES: dict[str, str] = {
     "input.transcribe": "transcribe",
 }
 
-#: DRF's rate syntax, as strictly as its parser reads it: a count, a slash, a period.
-RATE_RE = re.compile(r"^[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)s?$")
+#: DRF's rate syntax, read strictly: DRF's parser only looks at the period's first letter,
+#: so it would take "30/mango" as thirty a minute.
+RATE_RE = re.compile(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)s?")
 
 # Longer keys are hashed: memcached refuses keys over 250 bytes, and an anonymous client's
 # ident is its X-Forwarded-For header, whose length the client chooses.

@@ -407,6 +407,7 @@ def test_e020_silent_for_good_sources() -> None:
         ({"respond": "30/minx"}, "CHATKIT['THROTTLE_RATES']['respond'] is '30/minx'"),
         ({"upload": "30 / min"}, "CHATKIT['THROTTLE_RATES']['upload'] is '30 / min'"),
         ({"upload": "0/day"}, "CHATKIT['THROTTLE_RATES']['upload'] is '0/day'"),
+        ({"other": "5/min\n"}, "CHATKIT['THROTTLE_RATES']['other'] is '5/min\\n'"),
         ({"transcribe": 30}, "CHATKIT['THROTTLE_RATES']['transcribe'] is 30"),
         ("30/min", "CHATKIT['THROTTLE_RATES'] should be a dict of scope to rate, not '30/min'"),
     ],
