@@ -34,12 +34,11 @@ from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
-from django.core.signals import setting_changed
 from django.http import HttpRequest, JsonResponse
 from rest_framework.exceptions import Throttled
 from rest_framework.throttling import SimpleRateThrottle
 
-from chatkit_django.conf import chatkit_settings
+from chatkit_django.conf import chatkit_settings, on_reload
 from chatkit_django.exceptions import error_response
 
 logger = logging.getLogger(__name__)
@@ -323,18 +322,15 @@ async def aclose_clients() -> None:
         await client.aclose()
 
 
+@on_reload
 def close_clients() -> None:
-    """Close the Redis clients of sync code (tests; a new one opens on the next request)."""
+    """Close the Redis clients of sync code; a new one opens on the next request.
+
+    Clients are keyed by their connection, so one for a changed ``CACHES`` entry is new
+    anyway; this closes those of the old settings when ``CHATKIT`` changes, and in tests.
+    """
     with _sync_clients_lock:
         clients = list(_sync_clients.values())
         _sync_clients.clear()
     for client in clients:
         client.close()
-
-
-def _reset_clients(*, setting: str, **kwargs: Any) -> None:
-    if setting == "CACHES":
-        close_clients()
-
-
-setting_changed.connect(_reset_clients)
