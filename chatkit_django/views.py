@@ -24,6 +24,7 @@ from chatkit_django.conf import chatkit_settings
 from chatkit_django.entities import get_entity_sources, resolve_entity
 from chatkit_django.exceptions import error_response
 from chatkit_django.streaming import ChatKitEndpointMixin
+from chatkit_django.throttling import ChatKitThrottle, throttle_request
 
 MAX_QUERY_CHARS = 200
 
@@ -56,6 +57,11 @@ class EntityView(AuthenticationMixin, View):
     """
 
     http_method_names = ["get"]
+    throttle_scope = "other"  # see docs/guides/throttling.md
+
+    def get_throttles(self) -> list[ChatKitThrottle]:
+        """The throttles a request must pass once its user is known (DRF's hook)."""
+        return [ChatKitThrottle(self.throttle_scope)]
 
     async def get_user(self, request: HttpRequest) -> Any:
         """The user whose entities are searched; raises ``AuthenticationError`` if none."""
@@ -75,6 +81,8 @@ class EntityView(AuthenticationMixin, View):
             user = await self.get_user(request)
         except (AuthenticationError, PermissionDenied) as e:
             return authentication_failed_response(e)
+        if refused := await throttle_request(self.get_throttles(), request, self):
+            return refused
         return await self.get(request, user)
 
 

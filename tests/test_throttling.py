@@ -281,6 +281,19 @@ def test_attachment_content_counts_as_other(client: Any, user_factory: Any, rate
     assert_throttled(client.get(url), 60)
 
 
+async def test_entity_views_count_as_other(aclient: AsyncClient, rates: Any, settings: Any) -> None:
+    settings.CHATKIT = {
+        **settings.CHATKIT,
+        "ENTITY_SOURCES": ["tests.testapp.entities.NoteSource"],
+    }
+    rates(other="2/min")
+    search = reverse("chatkit:entity-search")
+    assert (await aclient.get(search, {"q": "a"})).status_code == 200
+    preview = await aclient.get(reverse("chatkit:entity-preview"), {"id": "note:1"})
+    assert preview.status_code == 404  # counted all the same
+    assert_throttled(await aclient.get(search, {"q": "ab"}), 60)
+
+
 # -- Redis, and a cache that is down -----------------------------------------------------
 
 
