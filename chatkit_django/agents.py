@@ -68,6 +68,7 @@ from chatkit_django.entities import (
     resolve_entity,
     split_entity_id,
 )
+from chatkit_django.exceptions import StoredFileTooLarge
 from chatkit_django.models import Attachment
 
 logger = logging.getLogger(__name__)
@@ -146,6 +147,8 @@ def presigned_url(storage: Storage, name: str, max_age: int) -> str | None:
     """A short-lived URL the model can fetch ``name`` from, when the storage signs URLs."""
     if not can_presign(storage):
         return None  # local files give paths the model cannot fetch
+    if storage.size(name) > chatkit_settings.MAX_UPLOAD_BYTES:
+        return None  # grown out of band: never handed out (reading it is refused too)
     return storage.url(name, expire=max_age)
 
 
@@ -176,6 +179,8 @@ class DjangoThreadItemConverter(ThreadItemConverter):
         self._entities: dict[str, tuple[EntitySource, models.Model] | None] = {}
         # Each attachment's content, converted once: every turn converts the whole history.
         self._attachment_contents: dict[str, ResponseInputContentParam] = {}
+        # Attachments whose stored bytes are past MAX_UPLOAD_BYTES: refused, and noted so.
+        self._oversized: set[str] = set()
 
     async def to_agent_input(
         self, thread_items: Sequence[ThreadItem] | ThreadItem
@@ -274,10 +279,15 @@ class DjangoThreadItemConverter(ThreadItemConverter):
     # -- reading bytes ------------------------------------------------------
 
     async def read_bytes(self, row: Attachment, limit: int | None = None) -> bytes | None:
-        """The stored bytes (at most ``limit``), or ``None`` when they are missing."""
+        """The stored bytes (at most ``limit``), or ``None`` when they are missing or larger
+        than ``MAX_UPLOAD_BYTES`` (then the attachment's note says so)."""
         if not row.file.name:
             return None
-        return await sync_to_async(self.attachments.read_bytes)(row, limit)
+        try:
+            return await sync_to_async(self.attachments.read_bytes)(row, limit)
+        except StoredFileTooLarge:
+            self._oversized.add(row.pk)
+            return None
 
     # -- attachments ----------------------------------------------------------
 
@@ -285,6 +295,12 @@ class DjangoThreadItemConverter(ThreadItemConverter):
         return ResponseInputTextParam(type="input_text", text=text)
 
     def missing_note(self, attachment: AttachmentModel) -> ResponseInputTextParam:
+        if attachment.id in self._oversized:
+            return self.note(
+                f'[The user attached "{quote_text(attachment.name)}" '
+                f"({quote_text(attachment.mime_type)}), but the stored file is larger than "
+                "the upload limit, so it was not read.]"
+            )
         return self.note(
             f'[The user attached "{quote_text(attachment.name)}" '
             f"({quote_text(attachment.mime_type)}), but its contents could not be read.]"
@@ -362,6 +378,8 @@ class DjangoThreadItemConverter(ThreadItemConverter):
         truncated = len(text) == max_chars and (total is None or total > len(text.encode()))
         if truncated:
             text += f"\n[Truncated to the first {max_chars} characters.]"
+        elif total is not None and len(content) < total:  # cut at MAX_UPLOAD_BYTES
+            text += f"\n[Truncated to the first {len(content)} bytes.]"
         return self.note(
             ATTACHMENT_BLOCK.format(
                 name=quote_attr(row.name), mime=quote_attr(mime), text=fence(text)

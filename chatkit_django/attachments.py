@@ -19,9 +19,11 @@ the server binds to this one; the acting user and request come from the store's
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -197,31 +199,29 @@ def read_upload_token(token: str) -> dict[str, str]:
 # -- storage helpers ----------------------------------------------------------
 
 
-def can_presign(storage: Storage) -> bool:
-    """Whether ``storage`` is django-storages' S3 backend with signed URLs.
+def is_s3(storage: Storage) -> bool:
+    """Whether ``storage`` is django-storages' S3 backend.
 
     An S3Storage exists only once its module is imported, so the module is looked up, never
     imported: on a plain install (no boto3) importing it raises ImproperlyConfigured.
     """
     s3 = sys.modules.get("storages.backends.s3")
-    if s3 is None:
-        return False
-    return (
-        isinstance(storage, s3.S3Storage)
-        and bool(storage.querystring_auth)
-        and not storage.custom_domain
-    )
+    return s3 is not None and isinstance(storage, s3.S3Storage)
 
 
-def read_head(storage: Storage, name: str) -> bytes:
-    """The first bytes of a stored file, without downloading all of it."""
-    if can_presign(storage):
-        # S3File.read() would download the whole object first; a ranged GET reads 16 bytes.
-        key = storage_key(storage, name)
-        body = storage.bucket.Object(key).get(Range=f"bytes=0-{SNIFF_BYTES - 1}")["Body"]
-        return body.read()
+def can_presign(storage: Storage) -> bool:
+    """Whether ``storage`` is django-storages' S3 backend with signed URLs."""
+    return is_s3(storage) and bool(storage.querystring_auth) and not storage.custom_domain
+
+
+def read_start(storage: Storage, name: str, size: int) -> bytes:
+    """The first ``size`` bytes of a stored file, without downloading all of it."""
+    if is_s3(storage):
+        # S3File.read() would download the whole object first; a ranged GET reads ``size``.
+        body = storage.bucket.Object(storage_key(storage, name)).get(Range=f"bytes=0-{size - 1}")
+        return body["Body"].read()
     with storage.open(name, "rb") as f:
-        return f.read(SNIFF_BYTES)
+        return f.read(size)
 
 
 def find_attachment(attachment_id: str, *fields: str) -> AttachmentRow | None:
@@ -258,6 +258,10 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
     #: HTTP method of two-phase uploads to our own view (it accepts POST multipart too).
     upload_method = "PUT"
 
+    #: Where presigned PUTs write. Nothing reads there: confirming an upload copies the
+    #: checked object to a name of its own (``get_storage_name`` plus a random suffix).
+    upload_prefix = "chatkit/uploads"
+
     def __init__(self, **options: Any) -> None:
         if options:
             raise TypeError(f"Invalid option(s) for {type(self).__name__}: {', '.join(options)}")
@@ -280,6 +284,14 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
     def get_storage_name(self, attachment_id: str, mime_type: str) -> str:
         """The storage path for an attachment's bytes; never derived from the client's name."""
         return storage_name(attachment_id, mime_type)
+
+    def get_upload_name(self, attachment_id: str, mime_type: str) -> str:
+        """The storage path a presigned PUT writes, under ``upload_prefix``.
+
+        The URL stays valid after the upload is confirmed, so this is never the name the
+        bytes are read from: a PUT replayed later writes only here.
+        """
+        return storage_name(attachment_id, mime_type, prefix=self.upload_prefix)
 
     def generate_attachment_id(self, mime_type: str, context: Any) -> str:
         return generate_id("attachment")
@@ -358,18 +370,27 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
         return self.get_storage(row.owner_id).open(row.file.name, "rb")
 
     def read_bytes(self, row: AttachmentRow, limit: int | None = None) -> bytes | None:
-        """The stored bytes (at most ``limit``), or ``None`` when they are missing."""
+        """The stored bytes (at most ``limit``), or ``None`` when they are missing.
+
+        Never more than ``MAX_UPLOAD_BYTES``: a stored file grown past it (replaced out of
+        band) raises ``StoredFileTooLarge`` instead of being read whole.
+        """
         if not row.file.name:
             return None
+        cap = chatkit_settings.MAX_UPLOAD_BYTES
+        size = cap + 1 if limit is None else min(limit, cap)
         try:
-            with self.open_bytes(row) as f:
-                return f.read() if limit is None else f.read(limit)
+            content = read_start(self.get_storage(row.owner_id), row.file.name, size)
         except (FileNotFoundError, OSError):
             return None
         except Exception:
             # Storage backends raise their own errors (botocore's ClientError...).
             logger.warning("Could not read attachment bytes %r", row.file.name, exc_info=True)
             return None
+        if len(content) > cap:
+            logger.warning("Attachment %s is larger than MAX_UPLOAD_BYTES; not read", row.pk)
+            raise exceptions.StoredFileTooLarge
+        return content
 
     def delete_bytes(self, owner_id: Any, name: str) -> None:
         """Delete stored bytes, logging (not raising) a storage failure."""
@@ -497,7 +518,8 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
         request = self.get_request(context)
         storage = self.get_storage(user.pk)
         if chatkit_settings.PRESIGNED_UPLOADS and can_presign(storage):
-            file_name = self.get_storage_name(attachment_id, mime_type)
+            # Until confirmed, the row names the upload key (so deleting it deletes an upload).
+            file_name = self.get_upload_name(attachment_id, mime_type)
             nonce = ""
             descriptor = await sync_to_async(self.presigned_upload_descriptor)(
                 storage, file_name, mime_type
@@ -596,35 +618,138 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
     def confirm_upload(self, row: AttachmentRow) -> bool:
         """Whether ``row``'s bytes have arrived; confirms a presigned S3 upload on first sight.
 
-        A presigned PUT goes straight to S3, so the app learns of it only here: the object must
-        exist, fit ``MAX_UPLOAD_BYTES`` and match its declared type, or it is deleted.
+        A presigned PUT goes straight to S3, so the app learns of it only here. The object at
+        the upload key is first copied server-side (no download) to a name of its own, which
+        no URL can write; the copy is then checked (``MAX_UPLOAD_BYTES``, declared type) and
+        the row names it from now on. The upload key is deleted. The presigned URL stays
+        valid until it expires, but what it writes later is never read.
         """
         if row.uploaded_at is not None:
             return True
-        name = row.file.name
-        if not name or row.upload_nonce:
+        upload = row.file.name
+        if not upload or row.upload_nonce:
             return False  # still waiting for a two-phase upload through our own view
         storage = self.get_storage(row.owner_id)
+        if not can_presign(storage):
+            return False
+        stored = self.copy_presigned_upload(storage, row)
+        if stored is None:
+            # Not uploaded yet, or another request confirmed it (and deleted the upload key).
+            return self.refresh_confirmed(row)
         try:
-            if not storage.exists(name):
-                return False
-            size = storage.size(name)
-            head = read_head(storage, name)
+            size = self.check_presigned_upload(storage, row, stored)
         except Exception:
             logger.exception("Could not check the presigned upload of attachment %s", row.pk)
+            delete_stored(storage, stored)
             return False
-        if not 0 < size <= chatkit_settings.MAX_UPLOAD_BYTES or not bytes_match_type(
-            row.mime_type, head
-        ):
+        if size is None:
             logger.warning("Refused the presigned upload of attachment %s", row.pk)
-            delete_stored(storage, name)
-            return False
+            delete_stored(storage, stored)
+            delete_stored(storage, upload)
+            return self.refresh_confirmed(row)
         data = {**row.data, "upload_descriptor": None}
-        AttachmentRow.objects.filter(pk=row.pk, uploaded_at__isnull=True).update(
-            size=size, uploaded_at=timezone.now(), data=data
-        )
-        row.size, row.uploaded_at, row.data = size, timezone.now(), data
+        now = timezone.now()
+        confirmed = AttachmentRow.objects.filter(
+            pk=row.pk, uploaded_at__isnull=True, file=upload
+        ).update(file=stored, size=size, uploaded_at=now, data=data)
+        if not confirmed:
+            # Deleted meanwhile, or confirmed by another request with a copy of its own.
+            delete_stored(storage, stored)
+            return self.refresh_confirmed(row)
+        delete_stored(storage, upload)
+        row.file, row.size, row.uploaded_at, row.data = stored, size, now, data
         return True
+
+    def refresh_confirmed(self, row: AttachmentRow) -> bool:
+        """Whether ``row`` has been confirmed by another request; if so ``row`` gets its
+        stored name, size and data."""
+        fresh = (
+            AttachmentRow.objects.filter(pk=row.pk, uploaded_at__isnull=False)
+            .only("file", "size", "uploaded_at", "data")
+            .first()
+        )
+        if fresh is None:
+            return False
+        row.file, row.size, row.uploaded_at, row.data = (
+            fresh.file,
+            fresh.size,
+            fresh.uploaded_at,
+            fresh.data,
+        )
+        return True
+
+    def copy_presigned_upload(self, storage: Any, row: AttachmentRow) -> str | None:
+        """Copy the object at ``row``'s upload key, server-side, to a new name (``get_storage_name``
+        plus a random suffix, so concurrent confirmations never share one); the new name, or
+        ``None`` when there is nothing to copy or the copy failed (nothing is left then)."""
+        from botocore.exceptions import ClientError
+
+        root, ext = os.path.splitext(self.get_storage_name(row.pk, row.mime_type))
+        name = storage.get_alternative_name(root, ext)
+        try:
+            storage.connection.meta.client.copy_object(
+                Bucket=storage.bucket_name,
+                Key=storage_key(storage, name),
+                CopySource={
+                    "Bucket": storage.bucket_name,
+                    "Key": storage_key(storage, row.file.name),
+                },
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in {"404", "NoSuchKey"}:
+                logger.warning(
+                    "Could not copy the presigned upload of attachment %s", row.pk, exc_info=True
+                )
+            delete_stored(storage, name)  # in case S3 copied before the error reached us
+            return None
+        except Exception:
+            logger.warning(
+                "Could not copy the presigned upload of attachment %s", row.pk, exc_info=True
+            )
+            delete_stored(storage, name)
+            return None
+        return name
+
+    def check_presigned_upload(self, storage: Any, row: AttachmentRow, name: str) -> int | None:
+        """The size of the copied upload at ``name`` if it is acceptable (fits
+        ``MAX_UPLOAD_BYTES``, matches ``row``'s declared type), else ``None``."""
+        size = storage.size(name)
+        if not 0 < size <= chatkit_settings.MAX_UPLOAD_BYTES:
+            return None
+        if not bytes_match_type(row.mime_type, read_start(storage, name, SNIFF_BYTES)):
+            return None
+        return size
+
+    # -- stray uploads ----------------------------------------------------------
+
+    def get_upload_storages(self) -> list[Storage]:
+        """The storages ``chatkit_cleanup`` sweeps for stray uploads. Override along with a
+        per-owner ``get_storage`` to list every storage presigned uploads go to."""
+        return [self.get_storage()]
+
+    def stray_uploads(self, storage: Any, max_age: int) -> list[str]:
+        """Objects under ``upload_prefix`` that no pending row names, last written more than
+        ``max_age`` seconds ago: a presigned PUT replayed after its upload was confirmed or
+        deleted. Nothing reads them; only a pending row's upload is still waiting."""
+        if not can_presign(storage):
+            return []
+        cutoff = timezone.now() - timedelta(seconds=max_age)
+        prefix = storage_key(storage, self.upload_prefix)
+        old = [
+            self.upload_prefix + obj.key[len(prefix) :]
+            for obj in storage.bucket.objects.filter(Prefix=prefix + "/")
+            if obj.last_modified < cutoff
+        ]
+        stray = []
+        for start in range(0, len(old), 500):
+            batch = old[start : start + 500]
+            claimed = set(
+                AttachmentRow.objects.filter(file__in=batch, uploaded_at__isnull=True).values_list(
+                    "file", flat=True
+                )
+            )
+            stray += [name for name in batch if name not in claimed]
+        return stray
 
     # -- deleting ------------------------------------------------------------
 

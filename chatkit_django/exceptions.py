@@ -87,6 +87,17 @@ class AttachmentTooLarge(APIException):
     default_code = "attachment_too_large"
 
 
+class StoredFileTooLarge(APIException):
+    """The stored bytes grew past the limit after they were checked (replaced out of band):
+    they are neither read nor served."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = _(
+        "The stored file is larger than CHATKIT['MAX_UPLOAD_BYTES'] and is not served."
+    )
+    default_code = "stored_file_too_large"
+
+
 class UnsupportedAttachmentType(APIException):
     status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
     default_detail = _("This file type is not accepted (see CHATKIT['ALLOWED_MIME_TYPES']).")

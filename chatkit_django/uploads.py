@@ -15,6 +15,7 @@ to the storage. Nothing is read whole into memory.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
@@ -35,7 +36,12 @@ from rest_framework.views import APIView
 
 from chatkit_django import exceptions
 from chatkit_django._internal.compat import django_request, files_parsed
-from chatkit_django._internal.files import LimitedReader, LimitedUploadHandler, is_image
+from chatkit_django._internal.files import (
+    CappedFile,
+    LimitedReader,
+    LimitedUploadHandler,
+    is_image,
+)
 from chatkit_django.attachments import (
     DjangoAttachmentStore,
     can_presign,
@@ -54,6 +60,8 @@ from chatkit_django.permissions import (
     user_has_access,
 )
 from chatkit_django.throttling import ChatKitThrottle
+
+logger = logging.getLogger(__name__)
 
 
 class TokenOnlySessionAuthentication(SessionAuthentication):
@@ -244,17 +252,34 @@ class AttachmentContentView(AttachmentAPIView):
             expire=chatkit_settings.PREVIEW_URL_MAX_AGE,
         )
 
+    def check_size(self, row: Attachment) -> int:
+        """The stored size; 409 past ``MAX_UPLOAD_BYTES``: the bytes were checked smaller, so
+        they were replaced out of band, and serving them whole is what the limit forbids."""
+        storage = self.get_attachment_store().get_storage(row.owner_id)
+        try:
+            size = storage.size(row.file.name)
+        except Exception:
+            # Missing bytes: FileNotFoundError, or the backend's own error (botocore's 404).
+            logger.warning("Could not stat attachment bytes %r", row.file.name, exc_info=True)
+            raise exceptions.NotFound from None
+        if size > chatkit_settings.MAX_UPLOAD_BYTES:
+            raise exceptions.StoredFileTooLarge
+        return size
+
     def serve(self, row: Attachment) -> HttpResponseBase:
+        size = self.check_size(row)
         url = self.get_redirect_url(row)
         if url is not None:
             return HttpResponseRedirect(url)
         try:
-            f = self.get_attachment_store().open_bytes(row)
+            # The size checked is the most that is sent, should the file grow meanwhile.
+            f = CappedFile(self.get_attachment_store().open_bytes(row), size)
         except (FileNotFoundError, OSError):
             raise exceptions.NotFound from None
         response = FileResponse(
             f, content_type=row.mime_type, as_attachment=self.disposition(row), filename=row.name
         )
+        response["Content-Length"] = str(size)
         if isinstance(django_request(self.request), ASGIRequest):
             # Under ASGI Django reads a synchronous iterator whole into a list before sending
             # it (StreamingHttpResponse.__aiter__); an async one is sent chunk by chunk.

@@ -129,6 +129,25 @@ class LimitedReader:
         pass
 
 
+class CappedFile:
+    """A read-only view of an open file that ends after ``limit`` bytes, however long the
+    file has grown since its size was checked. Closing it closes the file."""
+
+    def __init__(self, file: Any, limit: int) -> None:
+        self.file = file
+        self.remaining = limit
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or size > self.remaining:
+            size = self.remaining
+        data = self.file.read(size) if size else b""
+        self.remaining -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.file.close()
+
+
 class LimitedUploadHandler(FileUploadHandler):
     """First in the upload handler chain: stops a multipart upload past ``limit`` bytes.
 

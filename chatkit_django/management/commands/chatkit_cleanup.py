@@ -10,7 +10,9 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from chatkit_django.attachments import get_django_attachment_store
 from chatkit_django.conf import chatkit_settings
+from chatkit_django.instances import delete_stored
 from chatkit_django.models import Attachment
 
 BATCH_SIZE = 500
@@ -20,7 +22,10 @@ class Command(BaseCommand):
     help = (
         "Delete attachments that were never attached to a message (no thread) and are older "
         "than CHATKIT['UNATTACHED_MAX_AGE'] seconds, with their bytes. Abandoned two-phase "
-        "uploads end up here too."
+        "uploads end up here too. Then delete stray presigned uploads: objects under the "
+        "upload prefix that no pending attachment names, older than "
+        "CHATKIT['UPLOAD_TOKEN_MAX_AGE'] seconds (a presigned URL used again after its "
+        "upload was confirmed or deleted)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -53,10 +58,15 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"{row.pk}  {row.size or 0} bytes  {row.created_at:%Y-%m-%d %H:%M}  {row.name}"
                 )
+        strays = self.stray_uploads()
+        if dry_run or verbose:
+            for _storage, name in strays:
+                self.stdout.write(f"stray upload  {name}")
         if dry_run:
             self.stdout.write(
                 f"Would delete {count} unattached attachment(s), {size} bytes "
-                f"(older than {max_age} s). Nothing was deleted (--dry-run)."
+                f"(older than {max_age} s), and {len(strays)} stray upload(s). "
+                "Nothing was deleted (--dry-run)."
             )
             return
         deleted = 0
@@ -69,9 +79,22 @@ class Command(BaseCommand):
                 deleted += (
                     Attachment.objects.filter(pk__in=ids).delete()[1].get(Attachment._meta.label, 0)
                 )
+        for storage, name in strays:
+            delete_stored(storage, name)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Deleted {deleted} unattached attachment(s) and their bytes, {size} bytes "
-                f"(older than {max_age} s)."
+                f"(older than {max_age} s), and {len(strays)} stray upload(s)."
             )
         )
+
+    def stray_uploads(self) -> list[tuple[Any, str]]:
+        """``(storage, name)`` of presigned uploads nothing reads, older than
+        ``UPLOAD_TOKEN_MAX_AGE`` (their URL has expired: no PUT can write them again)."""
+        store = get_django_attachment_store()
+        max_age = chatkit_settings.UPLOAD_TOKEN_MAX_AGE
+        return [
+            (storage, name)
+            for storage in store.get_upload_storages()
+            for name in store.stray_uploads(storage, max_age)
+        ]
