@@ -9,6 +9,7 @@ exactly like rows that do not exist: loads raise ``NotFoundError``, listings lea
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -89,6 +90,8 @@ class DjangoStore(Store[ChatKitContext]):
     """
 
     thread_model = chatkit_models.Thread
+    #: Seconds an answer's claim on a pending item holds (``claim_pending_item``).
+    claim_lease_seconds = 60.0
     item_model = chatkit_models.ThreadItem
     attachment_model = chatkit_models.Attachment
 
@@ -417,18 +420,23 @@ class DjangoStore(Store[ChatKitContext]):
         One conditional ``UPDATE``: of any number of answers racing for the same item,
         exactly one gets ``True``; the others get ``False`` and are refused before they
         stream. The mark (``ANSWERING_KEY`` in ``data``, which the SDK's models ignore on
-        load) lives until the answered item replaces the pending one. The caller has
+        load) holds the time of the claim and lives until the answered item replaces the
+        pending one. A claim older than ``claim_lease_seconds`` no longer counts: the SDK
+        stores the answer as the stream's first step, so such a claim belongs to a stream
+        that died first, and the question must not stay unanswerable. The caller has
         checked change access to the thread (the server's preflight does).
         """
         if self._user(context) is None or names_nothing(thread_id, item.id):
             return False
+        now = time.time()
         data = dump(item)
-        data[ANSWERING_KEY] = True
-        claimed = await (
-            self.item_model.objects.filter(pk=item.id, thread_id=thread_id, data__status="pending")
-            .exclude(data__has_key=ANSWERING_KEY)
-            .aupdate(data=data)
+        data[ANSWERING_KEY] = now
+        unclaimed = ~models.Q(data__has_key=ANSWERING_KEY) | models.Q(
+            **{f"data__{ANSWERING_KEY}__lt": now - self.claim_lease_seconds}
         )
+        claimed = await self.item_model.objects.filter(
+            unclaimed, pk=item.id, thread_id=thread_id, data__status="pending"
+        ).aupdate(data=data)
         return bool(claimed)
 
     async def delete_thread_item(

@@ -8,6 +8,7 @@ Every refusal is a JSON error before any stream opens, and nothing was written o
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -424,6 +425,27 @@ async def test_a_second_answer_is_409_before_any_stream(auser_factory: Any) -> N
     row = await models.ThreadItem.objects.aget(pk=conversation.question.id)
     assert row.data["inputs"][0]["answer"]["values"] == ["blue"]
     assert recorded == [("respond", conversation.id)]
+
+
+async def test_a_claim_whose_stream_died_stops_holding_the_question(auser_factory: Any) -> None:
+    owner = await auser_factory()
+    conversation = await Conversation(owner).save()
+    client = await client_for(owner)
+    question = models.ThreadItem.objects.filter(pk=conversation.question.id)
+    # An answer claimed the question, then its stream died before the SDK stored it.
+    row = await question.aget()
+    row.data[ANSWERING_KEY] = time.time()
+    await question.aupdate(data=row.data)
+    status, body = await answer_of(await post(client, conversation.answer("red")))
+    assert (status, body["code"]) == (409, "already_answered")  # within the lease
+
+    row.data[ANSWERING_KEY] = time.time() - DjangoStore.claim_lease_seconds - 1
+    await question.aupdate(data=row.data)
+    status, _events = await answer_of(await post(client, conversation.answer("blue")))
+    assert status == 200
+    row = await question.aget()
+    assert row.data["status"] == "answered"
+    assert row.data["inputs"][0]["answer"]["values"] == ["blue"]
 
 
 @pytest.mark.parametrize("kind", ["structured_input", "client_tool_output"])
