@@ -35,9 +35,10 @@ from chatkit.types import (
     UserMessageTextContent,
 )
 from django.contrib.auth.models import Group
+from django.core.cache import caches
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import AsyncClient
-from django.urls import reverse
+from django.urls import include, path, reverse
 from pydantic import TypeAdapter
 from rest_framework.authtoken.models import Token
 
@@ -180,6 +181,7 @@ def test_every_example_is_a_complete_block_of_this_packages_code() -> None:
         "Who is asking",
         "Refuse before streaming",
         "What the model sees",
+        "How fast",
         "What users may mention",
     ]
     for example in found.values():
@@ -405,6 +407,40 @@ async def test_converter_describes_images_instead_of_sending_them(
     note = '[The user attached the image "cat.png", which you cannot see.]'
     assert json.dumps(note)[1:-1] in model_input
     assert "input_image" not in model_input
+
+
+@uses_db
+async def test_staff_are_not_throttled(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, auser_factory: Any
+) -> None:
+    views = load("How fast", monkeypatch)
+    urls = types.ModuleType("docs_architecture_urls")
+    urls.urlpatterns = [
+        path("chatkit/", views.MyChatKitView.as_view()),
+        path("chatkit/", include("chatkit_django.urls")),
+    ]
+    monkeypatch.setitem(sys.modules, urls.__name__, urls)
+    settings.ROOT_URLCONF = urls.__name__
+    settings.CACHES = {
+        **settings.CACHES,
+        "docs_throttles": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "docs-architecture-throttles",
+        },
+    }
+    configure(
+        "How fast", settings, THROTTLE_CACHE="docs_throttles", THROTTLE_RATES={"other": "1/min"}
+    )
+    listing = ThreadsListReq(params=ThreadListParams())
+    staff = await logged_in(await auser_factory(is_staff=True))
+    user = await logged_in(await auser_factory())
+    try:
+        for _ in range(3):
+            assert (await post(staff, listing)).status_code == 200
+        assert (await post(user, listing)).status_code == 200
+        assert (await post(user, listing)).status_code == 429
+    finally:
+        caches["docs_throttles"].clear()
 
 
 @uses_db
