@@ -12,7 +12,6 @@ The layers below do the rest: ``chatkit_django.authentication`` finds the user, 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -32,7 +31,7 @@ from rest_framework.exceptions import APIException
 from chatkit_django._internal.compat import streaming_iterator
 from chatkit_django.authentication import AuthenticationMixin
 from chatkit_django.conf import chatkit_settings
-from chatkit_django.context import ChatKitContext
+from chatkit_django.context import ChatKitContext, make_context
 from chatkit_django.exceptions import error_response
 from chatkit_django.server import REQUEST_ADAPTER, DjangoChatKitServer, get_server
 from chatkit_django.throttling import ThrottledEndpointMixin
@@ -81,15 +80,10 @@ class ChatKitEndpointMixin(ThrottledEndpointMixin, AuthenticationMixin):
     async def get_context(self, request: HttpRequest) -> ChatKitContext:
         """The context handed to every SDK call.
 
-        ``CHATKIT['CONTEXT_FACTORY']`` (sync or async) builds it when set; otherwise a
-        ``ChatKitContext`` for ``request.user``. Override to add tenant, locale...
+        ``context.make_context``, as the attachment views use: ``CHATKIT['CONTEXT_FACTORY']``
+        when set, else a ``ChatKitContext`` for ``request.user``. Override for one endpoint.
         """
-        factory = chatkit_settings.CONTEXT_FACTORY
-        if factory is None:
-            return ChatKitContext(user=request.user, request=request)
-        if inspect.iscoroutinefunction(factory):
-            return await factory(request)
-        return await sync_to_async(factory)(request)
+        return await make_context(request)
 
     # -- the endpoint --------------------------------------------------------
 
