@@ -337,6 +337,9 @@ class Harness:
         if kind == "threads.create" or (thread is None and kind in STREAMING):
             free = [a.id for a in user.attachments.values() if a.uploaded and a.thread is None]
             attach = free[:1] if free and self.rng.random() < 0.5 else []
+            for attachment_id in attach:
+                # Bound by this request if its message is stored, seen by the client or not.
+                user.attachments[attachment_id].thread = "?"
             payload = {"type": "threads.create", "params": {"input": self.user_input("hi", attach)}}
             await self.stream(http, "threads.create", payload, None, user)
         elif kind == "threads.add_user_message":
@@ -389,7 +392,11 @@ class Harness:
                 thread.title = title
         elif kind == "threads.delete" and thread is not None and self.rng.random() < 0.5:
             del user.threads[thread.id]  # may be gone, confirmed or not
-            for attachment_id in thread.attachments:
+            # Its attachments go too, and those of a create whose message the client never
+            # saw stored ("?"): they may be bound to this thread.
+            for attachment_id in thread.attachments | {
+                a.id for a in user.attachments.values() if a.thread == "?"
+            }:
                 user.attachments.pop(attachment_id, None)
             for item_id, _ in thread.items:
                 user.feedback.pop(item_id, None)
@@ -697,6 +704,18 @@ def verify(users: list[UserState], s3: dict[str, Any]) -> dict[str, Any]:
 # -- setting up and running --------------------------------------------------------------
 
 
+def logged_errors(logs: list[str]) -> Counter:
+    """The exception line of each traceback in the workers' logs, counted."""
+    errors: Counter = Counter()
+    for log in logs:
+        lines = log.splitlines()
+        for n, line in enumerate(lines):
+            if line.startswith("Traceback"):
+                last = next((x for x in lines[n + 1 :] if x and not x[0].isspace()), "(no message)")
+                errors[last] += 1
+    return errors
+
+
 def pct(values: list[float], q: int) -> float:
     if not values:
         return float("nan")
@@ -957,10 +976,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sampler.read_proc()
         result = verify(users, s3)
         close_django()
-        tracebacks = sum(
-            (workdir / f"worker{n}.log").read_text(errors="replace").count("Traceback")
-            for n in range(len(workers))
-        )
+        logs = [
+            (workdir / f"worker{n}.log").read_text(errors="replace") for n in range(len(workers))
+        ]
+        errors = logged_errors(logs)
+        tracebacks = sum(errors.values())
         rows = table(args, harness, sampler, result, tracebacks)
         db = (
             "private cluster, restarted halfway"
@@ -980,6 +1000,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"| {key:{width}} | {value} |")
         for note in harness.stats.samples + result["lost_notes"]:
             print(f"  - {note}")
+        for error, count in errors.most_common(6):
+            print(f"  - logged {count}x: {error[:160]}")
         numbers = {
             "requests": sum(harness.stats.requests.values()),
             "by_type": dict(harness.stats.requests),

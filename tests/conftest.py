@@ -1,4 +1,5 @@
 import itertools
+import os
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -84,6 +85,17 @@ def _close_executor_connections(request: pytest.FixtureRequest) -> Any:
         from django.db import connections
 
         asyncio.run(sync_to_async(connections.close_all)())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``postgres`` run only with CHATKIT_TEST_DB=postgres (make test-postgres);
+    elsewhere they are deselected, not skipped."""
+    if os.environ.get("CHATKIT_TEST_DB") == "postgres":
+        return
+    deselected = [item for item in items if item.get_closest_marker("postgres")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("postgres")]
 
 
 pytest_plugins = [
