@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONDEVMODE := 1
 
-.PHONY: demo test test-sqlite test-postgres test-lowest test-newest fuzz lint services browser docs check
+.PHONY: demo test test-sqlite test-postgres test-lowest test-newest fuzz scale lint services browser docs check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,14 @@ FUZZ_EXAMPLES ?= 3000
 fuzz: $(STAMP)
 	CHATKIT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CHATKIT_FUZZ_RANDOM=1 \
 		$(VENV)/bin/pytest tests/test_fuzz.py -p no:cacheprovider -q -s
+
+# The scale harness (benchmarks/scale.py): uvicorn workers on PostgreSQL, S3 (a moto server)
+# and Redis under a mixed load of every request type with hang-ups; prints one table. Not
+# part of `make test` (its short form is tests/test_scale_harness.py). Override SCALE_ARGS,
+# e.g. SCALE_ARGS="--workers 2 --users 30 --duration 60 --restart-db".
+SCALE_ARGS ?= --workers 2 --users 30 --duration 60 --private-db
+scale: $(STAMP) services
+	PYTHONDEVMODE=0 $(PY) benchmarks/scale.py $(SCALE_ARGS)
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict

@@ -38,7 +38,8 @@ is compared with what clients were told. One table is printed:
 - peak RSS and OS threads of each worker, peak database connections (``pg_stat_activity``);
 - time to first event (first ``data:`` line) p50/p99 over every stream.
 
-    make scale                                      # 2 workers, 30 users, 60 s
+    make scale                     # 2 workers, 30 users, 60 s, on a private cluster
+    make scale SCALE_ARGS="--workers 2 --users 30 --duration 60 --restart-db"
     .venv/bin/python benchmarks/scale.py --workers 2 --users 30 --duration 60 --restart-db
     .venv/bin/python benchmarks/scale.py --workers 1 --users 0 --streams 1000 --arrival 10 \\
         --deltas 60 --delta-interval 0.5 --private-db
@@ -826,6 +827,11 @@ def start_workers(count: int, env: dict[str, str], workdir: Path) -> list[tuple]
                 "--no-access-log",
                 "--backlog",
                 "4096",
+                # Longer than the clients' keep-alive (httpx: 5 s), so that the server never
+                # closes a connection a client is sending its next request on (the guide's
+                # uvicorn command line does the same for browsers behind a proxy).
+                "--timeout-keep-alive",
+                "75",
             ],
             cwd=ROOT,
             env=env,
@@ -943,7 +949,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     prefix = f"chatkit-scale-{uuid.uuid4().hex[:8]}"
     try:
         if args.restart_db or args.private_db:
-            cluster = PrivateCluster(max_connections=64 * args.workers + 50).start()
+            cluster = PrivateCluster(max_connections=args.pool_max * args.workers + 50).start()
             pg = cluster.dsn
         else:
             pg = {"HOST": "127.0.0.1", "PORT": "5432", "USER": "postgres"}
@@ -987,11 +993,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if args.restart_db
             else ("private cluster" if cluster else "PostgreSQL on 127.0.0.1:5432")
         )
+        load = [f"{args.users} users for {args.duration:g} s"] if args.users else []
+        if args.streams:
+            load.append(f"{args.streams} streams arriving over {args.arrival:g} s")
+        hangups = f"{args.hangup:.0%} of the users' streams hung up, " if args.users else ""
         print(
-            f"\n{args.workers} uvicorn workers, {args.users} users for {args.duration:g} s"
-            + (f", {args.streams} streams over {args.arrival:g} s" if args.streams else "")
-            + f", responder {args.deltas} deltas x {args.delta_interval:g} s, "
-            f"{args.hangup:.0%} of streams hung up, {db}, S3 (moto), Redis throttles\n"
+            f"\n{args.workers} uvicorn worker(s), {' + '.join(load)}, responder "
+            f"{args.deltas} deltas x {args.delta_interval:g} s, {hangups}{db}, "
+            f"pool max {args.pool_max}/worker, S3 (moto), Redis throttles\n"
         )
         width = max(len(k) for k, _ in rows)
         print(f"| {'':{width}} | value |")
