@@ -34,12 +34,17 @@ def delete_threads(thread_ids: Sequence[str], *, user: Any = None) -> int:
         return 0
     db = router.db_for_write(models.Thread)
     with transaction.atomic(using=db):
+        # Locked first, so that an item written meanwhile cannot commit between the item
+        # and thread DELETEs and fail the delete (see DjangoStore._delete_thread_rows).
+        deleted = list(
+            models.Thread.objects.using(db)
+            .select_for_update()
+            .filter(pk__in=ids)
+            .values_list("pk", flat=True)
+        )
         models.Feedback.objects.using(db).filter(thread_id__in=ids).delete()
         delete_items(models.ThreadItem, ids, using=db)
         models.Attachment.objects.using(db).filter(thread_id__in=ids).delete()
-        deleted = list(
-            models.Thread.objects.using(db).filter(pk__in=ids).values_list("pk", flat=True)
-        )
         models.Thread.objects.using(db).filter(pk__in=deleted).delete()
         for thread_id in deleted:
             send_thread_deleted_on_commit(thread_id, user=user, using=db)

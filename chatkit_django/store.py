@@ -256,6 +256,12 @@ class DjangoStore(Store[ChatKitContext]):
         """
         db = router.db_for_write(self.thread_model)  # objects.db is the read alias
         with transaction.atomic(using=db):
+            # Lock the thread first: an item written meanwhile (a stream saving its answer
+            # after a hang-up) either committed before, and is deleted below, or waits on
+            # this lock and fails once the thread is gone. Without it, an item committed
+            # between the item and thread DELETEs failed the whole delete (PostgreSQL checks
+            # the foreign key at commit).
+            self.thread_model.objects.using(db).select_for_update().filter(pk=thread_id).exists()
             chatkit_models.Feedback.objects.filter(thread_id=thread_id).delete()
             delete_items(self.item_model, [thread_id], using=db)
             self.thread_model.objects.filter(pk=thread_id).delete()

@@ -2,7 +2,7 @@
 
 The short form runs the harness as ``make scale`` does, small: two uvicorn workers on
 PostgreSQL, S3 on a moto server, throttles in Redis, a few users for ~10 s of every request
-type with hang-ups. The harness has its own database on the test server, so the test needs
+type, with hang-ups and a fast responder. The harness has its own database on the test server, so the test needs
 PostgreSQL (``make test-postgres`` runs it; the SQLite run deselects it).
 """
 
@@ -44,6 +44,7 @@ def test_short_form(tmp_path):
     name = os.environ.get("CHATKIT_PG_NAME", "chatkit") + "_scale"
     command = [sys.executable, "benchmarks/scale.py", "--workers", "2", "--users", "4"]
     command += ["--duration", "10", "--hangup", "0.3", "--pool-max", "4", "--seed", "0"]
+    command += ["--deltas", "5", "--delta-interval", "0.05"]
     command += ["--db-name", name, "--json", str(numbers)]
     run = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
@@ -56,11 +57,12 @@ def test_short_form(tmp_path):
     }
     assert set(ROWS) <= set(table), run.stdout
     result = json.loads(numbers.read_text())
-    assert result["requests"] > 30, run.stdout
+    assert result["requests"] > 40, run.stdout
     assert {"threads.create", "threads.add_user_message", "threads.list"} <= set(
         result["by_type"]
     ), run.stdout
     assert result["status_5xx"] == 0, run.stdout
+    assert result["stream_errors"] == result["transport_errors"] == 0, run.stdout
     assert result["lost_writes"] == 0, run.stdout
     assert result["stale_reads"] == 0, run.stdout
     assert result["wrong_bytes"] == 0, run.stdout

@@ -21,6 +21,7 @@ from django.db import connections
 from chatkit_django import models
 from chatkit_django import store as store_module
 from chatkit_django.context import ChatKitContext
+from chatkit_django.deletion import delete_threads
 from chatkit_django.store import DjangoStore
 from tests.conftest import make_thread, make_user_message
 
@@ -146,3 +147,74 @@ async def test_concurrent_save_thread_of_a_new_thread_upserts(setup: Any) -> Non
     await sync_to_async(run_in_parallel, thread_sensitive=False)(save)
     assert await store.load_thread("thr_same", ctx) in versions
     assert await models.Thread.objects.filter(pk="thr_same").acount() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("how", ["store", "batch"])
+async def test_delete_thread_while_an_item_is_being_saved(setup: Any, how: str) -> None:
+    """An item that commits between a delete's item and thread DELETEs (a stream saving its
+    answer after a hang-up, while the user deletes the chat) does not fail the delete: the
+    delete locks the thread first, so the item's foreign key check waits for it and the item
+    is refused instead. ``store``: ``DjangoStore.delete_thread``; ``batch``:
+    ``deletion.delete_threads`` (admin, commands). PostgreSQL only: it checks foreign keys at
+    commit, and the race needs two connections."""
+    from django.db import transaction
+    from django.db.models.signals import pre_delete
+    from django.utils import timezone
+
+    store, ctx, thread = setup
+    await store.add_thread_item(thread.id, make_user_message(thread.id), ctx)
+    inserted, go, settled = threading.Event(), threading.Event(), threading.Event()
+    writer_pid: list[int] = []
+    refused: list[Exception] = []
+
+    def writer() -> None:
+        try:
+            with transaction.atomic():
+                connections["default"].ensure_connection()
+                writer_pid.append(connections["default"].connection.info.backend_pid)
+                models.ThreadItem.objects.create(
+                    id="msg_late", thread_id=thread.id, type="assistant_message",
+                    created_at=timezone.now(), seq=10**12, data={},
+                )  # fmt: skip
+                inserted.set()
+                go.wait(10)
+        except Exception as e:  # noqa: BLE001 - refused: the thread was deleted first
+            refused.append(e)
+        finally:
+            settled.set()
+            connections.close_all()
+
+    def waiting_on_a_lock(pid: int) -> bool:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid])
+            row = cursor.fetchone()
+        return row is not None and row[0] == "Lock"
+
+    def between_the_deletes(sender: Any, instance: Any, **kwargs: Any) -> None:
+        # The items are deleted, the thread is not yet: let the writer commit now.
+        go.set()
+        for _ in range(200):
+            if settled.wait(0.05) or waiting_on_a_lock(writer_pid[0]):
+                return
+
+    def delete() -> None:
+        try:
+            if how == "store":
+                async_to_sync(store.delete_thread)(thread.id, ctx)
+            else:
+                assert delete_threads([thread.id]) == 1
+        finally:
+            connections.close_all()
+
+    pre_delete.connect(between_the_deletes, sender=models.Thread)
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            writing = pool.submit(writer)
+            assert await sync_to_async(inserted.wait)(10), refused
+            await sync_to_async(pool.submit(delete).result)(30)
+            writing.result(30)
+    finally:
+        pre_delete.disconnect(between_the_deletes, sender=models.Thread)
+    assert not await models.Thread.objects.filter(pk=thread.id).aexists()
+    assert not await models.ThreadItem.objects.filter(thread_id=thread.id).aexists()
