@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
+from django.core.exceptions import ImproperlyConfigured
 
 from chatkit_django.conf import chatkit_settings
 
@@ -42,3 +43,27 @@ async def make_context(request: HttpRequest) -> Any:
     if inspect.iscoroutinefunction(factory):
         return await factory(request)
     return await sync_to_async(factory)(request)
+
+
+async def make_user_context(user: AbstractBaseUser) -> Any:
+    """The context for ``user`` outside any request (server code, commands, task workers).
+
+    ``CHATKIT['CONTEXT_FACTORY']``, when set, is called as ``factory(None, user=user)``, so
+    one factory builds the contexts of both; otherwise a ``ChatKitContext`` with no request.
+    A factory that takes no ``user`` argument is a configuration error, named as such.
+    """
+    factory = chatkit_settings.CONTEXT_FACTORY
+    if factory is None:
+        return ChatKitContext(user=user, request=None)
+    try:
+        inspect.signature(factory).bind(None, user=user)
+    except TypeError:
+        name = f"{factory.__module__}.{factory.__qualname__}"
+        raise ImproperlyConfigured(
+            f"CHATKIT['CONTEXT_FACTORY'] {name} takes no 'user' argument, so it cannot build a "
+            "context outside a request. Accept it, e.g. 'def factory(request, user=None)', and "
+            "use it when request is None (see docs/guides/server-started.md)."
+        ) from None
+    if inspect.iscoroutinefunction(factory):
+        return await factory(None, user=user)
+    return await sync_to_async(factory)(None, user=user)

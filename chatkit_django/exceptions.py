@@ -150,3 +150,38 @@ class AlreadyAnswered(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = _("This item was answered already.")
     default_code = "already_answered"
+
+
+class ConversationRefused(APIException):
+    """A conversation started or continued from server code was refused before anything was
+    saved (``chatkit_django.conversations``). A DRF view that lets it through answers in the
+    app's error shape."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = _("The conversation could not be started.")
+    default_code = "conversation_refused"
+
+
+class UnknownUser(ConversationRefused):
+    """No user with that primary key (or the user object was never saved, or was deleted)."""
+
+    status_code = status.HTTP_404_NOT_FOUND
+    default_detail = _("No such user.")
+    default_code = "unknown_user"
+
+
+class InactiveUser(ConversationRefused):
+    """The user exists but ``is_active`` is false: they could not sign in to read it."""
+
+    status_code = status.HTTP_403_FORBIDDEN
+    default_detail = _("The user is inactive.")
+    default_code = "inactive_user"
+
+
+class UnknownThread(ConversationRefused):
+    """No thread with that id that the user may change: missing, or someone else's (as for the
+    endpoint, the two are not told apart)."""
+
+    status_code = status.HTTP_404_NOT_FOUND
+    default_detail = _("No such thread for this user.")
+    default_code = "thread_not_found"
