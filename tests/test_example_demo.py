@@ -6,11 +6,12 @@ import base64
 from typing import Any
 
 import pytest
-from chatkit.types import UserMessageTagContent
+from chatkit.types import ItemsListParams, ItemsListReq, UserMessageTagContent
 from django.test import AsyncClient, Client
 
 from chatkit_django.models import Thread
 from example_project.demo.server import DemoServer
+from example_project.demo.tasks import post_notice, send_weekly_report
 from tests.chatkit_client import create_req, parse_sse, post, read_stream
 from tests.fake_openai import FakeOpenAI, ScriptedTurn
 from tests.test_widget import config_of
@@ -112,3 +113,38 @@ async def test_with_a_key_the_agent_answers_and_titles_the_thread(
     assert len(calls) == 2
     user_turns = [i for i in calls[0].json["input"] if i.get("role") == "user"]
     assert user_turns[0]["content"][0]["text"] == "Plan the launch party"
+
+
+async def test_the_tour_button_starts_an_answered_thread_and_the_page_opens_it(
+    http: AsyncClient,
+) -> None:
+    response = await http.post("/welcome/")
+    assert response.status_code == 302
+    location = response["Location"]
+    thread_id = location.removeprefix("/?thread=")
+    assert thread_id.startswith("thr_")
+
+    page = await http.get(location)
+    assert config_of(page.content.decode())["options"]["initialThread"] == thread_id
+    thread = await Thread.objects.aget(pk=thread_id)
+    assert (thread.owner_id, thread.title) == (http.user.pk, "Welcome tour")
+    assert thread.data["metadata"] == {"started_by": "welcome button"}
+    items = await post(http, ItemsListReq(params=ItemsListParams(thread_id=thread_id, order="asc")))
+    user_message, answer = items.json()["data"]
+    assert user_message["content"][0]["text"] == "Show me around this demo"
+    assert "You said: _Show me around this demo_" in answer["content"][0]["text"]
+    assert (await http.get("/welcome/")).status_code == 405
+
+
+def test_the_task_examples_start_a_thread_and_post_a_notice(user_factory: Any) -> None:
+    user = user_factory()
+    thread_id = send_weekly_report(user.pk, "- shipped the beta")
+    post_notice(user.pk, thread_id, "The report was sent to your manager.")
+
+    thread = Thread.objects.get(pk=thread_id)
+    assert (thread.owner, thread.title) == (user, "Weekly report")
+    assert list(thread.items.order_by("seq").values_list("type", flat=True)) == [
+        "user_message",
+        "assistant_message",
+        "user_message",
+    ]

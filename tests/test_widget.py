@@ -104,3 +104,16 @@ def test_routes_other_parts_add_are_optional():
     assert "uploadStrategy" not in config["options"]["api"]
     assert config["entitySearchUrl"] is None
     assert config["entityPreviewUrl"] is None
+
+
+def test_an_initial_thread_opens_that_thread():
+    config = config_of(render("{% chatkit_widget initial_thread=thread_id %}", thread_id="thr_1"))
+    assert config["options"]["initialThread"] == "thr_1"
+    # Missing or empty (a view without one): the start screen, as without the argument.
+    for source in ("{% chatkit_widget initial_thread=missing %}", "{% chatkit_widget %}"):
+        assert "initialThread" not in config_of(render(source))["options"]
+    # Options from the context still win, as for every default.
+    html = render(
+        "{% chatkit_widget opts initial_thread='thr_1' %}", opts={"initialThread": "thr_2"}
+    )
+    assert config_of(html)["options"]["initialThread"] == "thr_2"

@@ -51,6 +51,7 @@ def chatkit_widget(
     endpoint: str = "chatkit:endpoint",
     style: str = "display:block;height:640px;width:100%",
     script_url: str = CHATKIT_JS_URL,
+    initial_thread: str | None = None,
 ) -> dict[str, Any]:
     """Embed ChatKit.js pointed at this app's endpoint.
 
@@ -66,6 +67,9 @@ def chatkit_widget(
         endpoint: URL name (or path) of the ChatKit endpoint.
         style: inline style of the element; ChatKit.js needs a height.
         script_url: where ChatKit.js is loaded from.
+        initial_thread: id of a thread to open (ChatKit.js ``initialThread``), e.g. one
+            started with ``chatkit_django.conversations.astart_thread``; empty or ``None``
+            opens the start screen. The endpoint still checks the user may see it.
     """
     if upload_strategy not in UPLOAD_STRATEGIES:
         missing = context.template.engine.string_if_invalid if context.template else ""
@@ -90,6 +94,8 @@ def chatkit_widget(
     api: dict[str, Any] = {"url": endpoint_url, "domainKey": domain_key}
     defaults: dict[str, Any] = {"api": api, "history": {"enabled": True}}
     defaults["threadItemActions"] = {"feedback": True, "retry": True}
+    if initial_thread:
+        defaults["initialThread"] = str(initial_thread)
     upload_url = reverse_or_none("chatkit:upload")
     if upload_strategy == "direct" and upload_url:
         api["uploadStrategy"] = {"type": "direct", "uploadUrl": upload_url}

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from chatkit_django.conversations import astart_thread
 
 UPLOAD_STRATEGIES = {"direct": "direct", "two_phase": "two_phase"}
 
 
 @login_required
 def index(request: HttpRequest) -> HttpResponse:
-    """``/?uploads=two_phase`` switches ChatKit.js to two-phase uploads."""
+    """``/?uploads=two_phase`` switches ChatKit.js to two-phase uploads; ``?thread=<id>``
+    opens that thread."""
     strategy = UPLOAD_STRATEGIES.get(request.GET.get("uploads", ""), "direct")
     options = {
         "header": {"title": {"text": "chatkit-django demo"}},
@@ -30,5 +35,26 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "demo/index.html",
-        {"chatkit_options": options, "upload_strategy": strategy},
+        {
+            "chatkit_options": options,
+            "upload_strategy": strategy,
+            "initial_thread": request.GET.get("thread"),
+        },
     )
+
+
+# --8<-- [start:welcome]
+@login_required
+@require_POST
+async def welcome(request: HttpRequest) -> HttpResponse:
+    """ "Take the tour": the server starts a thread, answers it, and the page opens it."""
+    thread = await astart_thread(
+        await request.auser(),
+        "Show me around this demo",
+        title="Welcome tour",
+        metadata={"started_by": "welcome button"},
+    )
+    return redirect(f"{reverse('index')}?thread={thread.id}")
+
+
+# --8<-- [end:welcome]
