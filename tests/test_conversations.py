@@ -326,11 +326,15 @@ async def test_respond_raising_is_logged_and_leaves_the_message_and_a_usable_thr
 # -- the context -------------------------------------------------------------------------------
 
 
+# --8<-- [start:context-factory]
 def context_for(request: HttpRequest | None, user: Any = None) -> ChatKitContext:
     """A ``CONTEXT_FACTORY`` that also builds contexts outside a request."""
-    if request is None:
+    if request is None:  # server code: no request, the user is given
         return ChatKitContext(user=user, extra={"echo_prefix": "from code"})
     return ChatKitContext(user=request.user, request=request, extra={"echo_prefix": "from web"})
+
+
+# --8<-- [end:context-factory]
 
 
 async def async_context_for(request: HttpRequest | None, *, user: Any = None) -> ChatKitContext:
