@@ -50,6 +50,17 @@ from chatkit_django.server import DjangoChatKitServer
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "Message",
+    "Sent",
+    "aadd_message",
+    "add_message",
+    "asend",
+    "astart_thread",
+    "send",
+    "start_thread",
+]
+
 #: What a message may be: its text, or the SDK's full input (attachments, tags, options).
 Message = str | UserMessageInput
 
@@ -159,8 +170,8 @@ async def asend(
         raise ValueError("metadata and title are for a new thread; leave thread_id out.")
     if metadata is not None and not isinstance(metadata, dict):
         raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}.")
-    user_input = user_message_input(message)
-    user = await active_user(user)
+    user_input = _user_message_input(message)
+    user = await _active_user(user)
     context = await make_user_context(user)
     server = get_server()
     store = server.store
@@ -182,19 +193,19 @@ async def asend(
         )
         await store.save_thread(new_thread, context)
         thread_id = new_thread.id
-    elif not await may_change(server, thread_id, context):
+    elif not await _may_change(server, thread_id, context):
         raise UnknownThread(f"Thread {thread_id} not found for user {user.get_username()!r}.")
 
     request = ThreadsAddUserMessageReq(
         params=ThreadAddUserMessageParams(thread_id=thread_id, input=user_input)
     )
-    run = Run(server if respond else without_respond(server))
+    run = _Run(server if respond else _without_respond(server))
     try:
         await run.through(request, context)
     except BaseException:
         if new_thread is not None and run.message_id is None:
             # Nothing of the thread's content was stored: leave no empty thread behind.
-            await forget_thread(server, new_thread.id, context)
+            await _forget_thread(server, new_thread.id, context)
         raise
     if run.failed:
         logger.warning(
@@ -204,14 +215,14 @@ async def asend(
             run.message_id,
         )
     thread = await store.load_thread(thread_id, context)
-    items = await new_items(server, thread_id, run, context)
+    items = await _new_items(server, thread_id, run, context)
     return Sent(
         thread=Thread(**thread.model_dump(), items=Page(data=items, has_more=False)),
         failed=run.failed,
     )
 
 
-def user_message_input(message: Message) -> UserMessageInput:
+def _user_message_input(message: Message) -> UserMessageInput:
     """``message`` as the SDK's input: text becomes one text part."""
     if isinstance(message, UserMessageInput):
         return message
@@ -226,7 +237,7 @@ def user_message_input(message: Message) -> UserMessageInput:
     raise TypeError(f"message must be a str or a UserMessageInput, not {type(message).__name__}.")
 
 
-async def active_user(user: Any) -> Any:
+async def _active_user(user: Any) -> Any:
     """The user (reloaded, so a deactivation or deletion since counts), or a refusal."""
     User = get_user_model()
     if isinstance(user, LazyObject):
@@ -247,7 +258,7 @@ async def active_user(user: Any) -> Any:
     return found
 
 
-async def may_change(server: ChatKitServer[Any], thread_id: str, context: Any) -> bool:
+async def _may_change(server: ChatKitServer[Any], thread_id: str, context: Any) -> bool:
     """Whether the acting user may add to ``thread_id``: the server's "change" check."""
     try:
         if isinstance(server, DjangoChatKitServer):
@@ -259,7 +270,8 @@ async def may_change(server: ChatKitServer[Any], thread_id: str, context: Any) -
     return True
 
 
-async def forget_thread(server: ChatKitServer[Any], thread_id: str, context: Any) -> None:
+async def _forget_thread(server: ChatKitServer[Any], thread_id: str, context: Any) -> None:
+    """Delete a new thread whose first message was not stored (logged, never raised)."""
     try:
         await server.store.delete_thread(thread_id, context)
     except Exception:
@@ -271,7 +283,7 @@ async def _no_answer(thread: ThreadMetadata, item: Any, context: Any) -> AsyncIt
     yield  # an async generator that yields nothing
 
 
-def without_respond(server: ChatKitServer[Any]) -> ChatKitServer[Any]:
+def _without_respond(server: ChatKitServer[Any]) -> ChatKitServer[Any]:
     """A shallow copy of ``server`` whose ``respond()`` yields nothing.
 
     The SDK then stores the message exactly as usual and ends the stream. A copy, because
@@ -282,7 +294,7 @@ def without_respond(server: ChatKitServer[Any]) -> ChatKitServer[Any]:
     return quiet
 
 
-class Run:
+class _Run:
     """One streaming request driven to its end, as the endpoint would stream it to a client."""
 
     def __init__(self, server: ChatKitServer[Any]) -> None:
@@ -329,8 +341,8 @@ class Run:
             self.failed = True
 
 
-async def new_items(
-    server: ChatKitServer[Any], thread_id: str, run: Run, context: Any
+async def _new_items(
+    server: ChatKitServer[Any], thread_id: str, run: _Run, context: Any
 ) -> list[ThreadItem]:
     """The items ``run`` added, as stored, oldest first: newest pages until its message."""
     wanted = set(run.item_ids)

@@ -402,6 +402,15 @@ async def test_the_sync_twins_work_in_a_running_loops_thread_pool(auser_factory:
     ]
 
 
+async def test_a_sync_twin_in_the_loops_own_thread_says_to_await_instead(
+    auser_factory: Any,
+) -> None:
+    alice = await auser_factory()
+    with pytest.raises(RuntimeError, match="just await the async function directly"):
+        start_thread(alice, "hello")
+    assert await counts() == (0, 0)
+
+
 def sync_view(request: HttpRequest) -> JsonResponse:
     thread = start_thread(request.user, request.POST["text"])
     return JsonResponse({"thread": thread.id, "answer": thread.items.data[-1].content[0].text})
