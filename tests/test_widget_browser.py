@@ -11,11 +11,15 @@ the answers of a real server process.
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 
 import pytest
-from chatkit.types import ThreadListParams, ThreadsListReq
+from chatkit.types import ItemsListParams, ItemsListReq, ThreadListParams, ThreadsListReq
 
-from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT
 from tests.chatkit_client import body, create_req, parse_sse
 
 pytestmark = pytest.mark.browser
@@ -128,3 +132,64 @@ def test_the_widget_talks_to_the_example_project_from_chromium(example_server):
             page.screenshot(path=str(ARTIFACTS / "widget-page.png"))
         finally:
             browser.close()
+
+
+def test_the_tour_button_opens_the_thread_the_server_started(example_server, tmp_path):
+    # The example project's button: its view starts and answers a thread (astart_thread in a
+    # real server process), and the page it redirects to hands ChatKit.js initialThread.
+    from playwright.sync_api import sync_playwright
+
+    base, _ = example_server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.route(
+                CHATKIT_JS,
+                lambda route: route.fulfill(
+                    status=200, content_type="application/javascript", body=STAND_IN
+                ),
+            )
+            page.goto(f"{base}/admin/login/?next=/")
+            page.fill("#id_username", "demo")
+            page.fill("#id_password", "demo")
+            page.click("input[type=submit]")
+            page.wait_for_url(f"{base}/")
+            page.click("text=Take the tour")
+            page.wait_for_url(re.compile(r".*/\?thread=thr_\w+$"))
+            thread_id = page.url.split("?thread=")[1]
+            page.wait_for_function("window.chatkitOptions !== undefined")
+            assert page.evaluate("window.chatkitOptions.initialThread") == thread_id
+
+            items = ItemsListReq(params=ItemsListParams(thread_id=thread_id, order="asc"))
+            listing = page.evaluate(POST_THROUGH_API_FETCH, [body(items)])
+            assert listing["status"] == 200
+            question, answer = json.loads(listing["text"])["data"]
+            assert question["content"][0]["text"] == "Show me around this demo"
+            assert "You said: _Show me around this demo_" in answer["content"][0]["text"]
+        finally:
+            browser.close()
+
+    # chatkit_send from a shell, on the same database: exit status and output as a script sees.
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "example_project.settings",
+        "CHATKIT_DEMO_DATA": str(tmp_path),
+    }
+    # Not in development mode (any value turns it on), which prints the SDK's deprecations.
+    for name in ("PYTHONDEVMODE", "CHATKIT_TEST_DB", "OPENAI_API_KEY"):
+        env.pop(name, None)
+
+    def chatkit_send(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "manage.py", "chatkit_send", *args]
+        return subprocess.run(
+            command, check=False, cwd=ROOT, env=env, capture_output=True, text=True
+        )
+
+    sent = chatkit_send("--user", "demo", "--thread", thread_id, "Thanks!")
+    assert (sent.returncode, sent.stderr) == (0, "")
+    assert sent.stdout.splitlines()[0] == thread_id
+    assert "You said: _Thanks!_" in sent.stdout
+    refused = chatkit_send("--user", "nobody", "hi")
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr == "CommandError: No user with {'username': 'nobody'}.\n"
