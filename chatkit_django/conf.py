@@ -11,10 +11,18 @@ Importing this module does not touch Django settings.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
+
+if TYPE_CHECKING:
+    from chatkit.server import ChatKitServer
+    from chatkit.store import AttachmentStore, Store
+    from openai import AsyncOpenAI
+    from rest_framework.authentication import BaseAuthentication
+
+    from chatkit_django.entities import EntitySource
 
 SETTING_NAME = "CHATKIT"
 
@@ -115,6 +123,38 @@ def where(error: BaseException) -> str:
 class ChatKitSettings:
     """Lazy, cached view of ``settings.CHATKIT`` merged over ``DEFAULTS``."""
 
+    # The type of each key, for the type checker only: these annotations make no class
+    # attributes, so every read still goes through ``__getattr__`` (tests/test_conf.py keeps
+    # them in step with DEFAULTS). Dotted paths are typed as what they import.
+    SERVER_CLASS: Callable[[], ChatKitServer[Any]] | None  # a class built without arguments
+    STORE_CLASS: type[Store[Any]]
+    ATTACHMENT_STORE_CLASS: type[AttachmentStore[Any]]
+    AUTHENTICATION_CLASSES: list[type[BaseAuthentication]] | None
+    ALLOW_ANONYMOUS: bool
+    CONTEXT_FACTORY: Callable[..., Any] | None  # (request), or (None, user=...); sync or async
+    MAX_REQUEST_BYTES: int
+    KEEPALIVE_SECONDS: float
+    RELEASE_CONNECTIONS_SECONDS: float
+    STREAM_BUFFER_BYTES: int
+    THROTTLE_RATES: dict[str, str | None]
+    THROTTLE_CACHE: str
+    STORAGE_ALIAS: str | None
+    MAX_UPLOAD_BYTES: int
+    MAX_ATTACHMENTS_PER_MESSAGE: int
+    ALLOWED_MIME_TYPES: list[str]
+    UPLOAD_TOKEN_MAX_AGE: int
+    PREVIEW_URL_MAX_AGE: int
+    PRESIGNED_UPLOADS: bool
+    UNATTACHED_MAX_AGE: int
+    BASE_URL: str | None
+    OPENAI_CLIENT_FACTORY: Callable[[], AsyncOpenAI] | None
+    TRANSCRIPTION_MODEL: str
+    MAX_TRANSCRIPTION_BYTES: int
+    ATTACHMENT_TEXT_MAX_CHARS: int
+    IMAGE_INPUT_AS_URL: bool
+    ENTITY_SEARCH_LIMIT: int
+    ENTITY_SOURCES: list[type[EntitySource]]
+
     def __init__(self, defaults: dict[str, Any] | None = None) -> None:
         self.defaults = defaults or DEFAULTS
         self._cached: set[str] = set()
@@ -129,15 +169,17 @@ class ChatKitSettings:
             self._user_settings = value if isinstance(value, dict) else {}
         return self._user_settings
 
-    def __getattr__(self, attr: str) -> Any:
-        if attr not in self.defaults:
-            raise AttributeError(f"Invalid CHATKIT setting: {attr!r}")
-        value = self.user_settings.get(attr, self.defaults[attr])
-        if attr in IMPORT_STRINGS:
-            value = perform_import(value, attr)
-        self._cached.add(attr)
-        setattr(self, attr, value)
-        return value
+    if not TYPE_CHECKING:  # hidden from the checker, so a misspelt key is a type error
+
+        def __getattr__(self, attr: str) -> Any:
+            if attr not in self.defaults:
+                raise AttributeError(f"Invalid CHATKIT setting: {attr!r}")
+            value = self.user_settings.get(attr, self.defaults[attr])
+            if attr in IMPORT_STRINGS:
+                value = perform_import(value, attr)
+            self._cached.add(attr)
+            setattr(self, attr, value)
+            return value
 
     def reload(self) -> None:
         for attr in self._cached:

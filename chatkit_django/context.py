@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser
     from django.http import HttpRequest
 
+#: Who can be acting: an instance of the project's user model, or ``AnonymousUser`` (before
+#: authentication, and where ``ALLOW_ANONYMOUS`` lets anonymous requests in).
+UserLike: TypeAlias = "AbstractBaseUser | AnonymousUser"
+
 
 @dataclass
 class ChatKitContext:
@@ -26,12 +30,12 @@ class ChatKitContext:
     their view's ``get_context()``.
     """
 
-    user: AbstractBaseUser | AnonymousUser
+    user: UserLike
     request: HttpRequest | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-async def make_context(request: HttpRequest) -> Any:
+async def make_context(request: HttpRequest) -> ChatKitContext:
     """The context for one request, the same for the endpoint and the attachment views.
 
     ``CHATKIT['CONTEXT_FACTORY']`` (sync or async) builds it when set; otherwise a
@@ -40,12 +44,17 @@ async def make_context(request: HttpRequest) -> Any:
     factory = chatkit_settings.CONTEXT_FACTORY
     if factory is None:
         return ChatKitContext(user=request.user, request=request)
+    # A project's factory may return a context type of its own (with the store's
+    # ``get_user``/``get_request`` overridden); it stands in for a ChatKitContext.
+    context: ChatKitContext
     if inspect.iscoroutinefunction(factory):
-        return await factory(request)
-    return await sync_to_async(factory)(request)
+        context = await factory(request)
+    else:
+        context = await sync_to_async(factory)(request)
+    return context
 
 
-async def make_user_context(user: AbstractBaseUser) -> Any:
+async def make_user_context(user: AbstractBaseUser) -> ChatKitContext:
     """The context for ``user`` outside any request (server code, commands, task workers).
 
     ``CHATKIT['CONTEXT_FACTORY']``, when set, is called as ``factory(None, user=user)``, so
@@ -64,6 +73,9 @@ async def make_user_context(user: AbstractBaseUser) -> Any:
             "context outside a request. Accept it, e.g. 'def factory(request, user=None)', and "
             "use it when request is None (see docs/guides/server-started.md)."
         ) from None
+    context: ChatKitContext  # as in make_context()
     if inspect.iscoroutinefunction(factory):
-        return await factory(None, user=user)
-    return await sync_to_async(factory)(None, user=user)
+        context = await factory(None, user=user)
+    else:
+        context = await sync_to_async(factory)(None, user=user)
+    return context

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
@@ -18,11 +19,17 @@ from django.core.files.storage import Storage, storages
 
 from chatkit_django.conf import chatkit_settings, on_reload
 
+if TYPE_CHECKING:
+    from chatkit.server import ChatKitServer
+    from chatkit.store import AttachmentStore, Store
+
+    from chatkit_django.context import UserLike
+
 logger = logging.getLogger(__name__)
 
 
 @functools.cache
-def get_server() -> Any:
+def get_server() -> ChatKitServer[Any]:
     """The project's server, built once per process (rebuilt when ``CHATKIT`` changes)."""
     server_class = chatkit_settings.SERVER_CLASS
     if server_class is None:
@@ -31,7 +38,7 @@ def get_server() -> Any:
 
 
 @functools.cache
-def _standalone_stores() -> tuple[Any, Any]:
+def _standalone_stores() -> tuple[Store[Any], AttachmentStore[Any]]:
     # Without SERVER_CLASS (an admin-only site, a management command) the stores are built
     # from their own settings, once, as the server would build them.
     store = chatkit_settings.STORE_CLASS()
@@ -41,21 +48,23 @@ def _standalone_stores() -> tuple[Any, Any]:
     return store, attachment_store
 
 
-def get_store() -> Any:
+def get_store() -> Store[Any]:
     """The server's ``Store`` (whose ``has_access`` is the access rule), or ``STORE_CLASS()``."""
     if chatkit_settings.SERVER_CLASS is None:
         return _standalone_stores()[0]
     return get_server().store
 
 
-def get_attachment_store() -> Any:
+def get_attachment_store() -> AttachmentStore[Any] | None:
     """The server's ``AttachmentStore``, or ``ATTACHMENT_STORE_CLASS()`` without a server."""
     if chatkit_settings.SERVER_CLASS is None:
         return _standalone_stores()[1]
     return get_server().attachment_store
 
 
-def user_has_access(user: Any, obj: Any, action: str, store: Any = None) -> bool:
+def user_has_access(
+    user: UserLike | None, obj: Any, action: str, store: Store[Any] | None = None
+) -> bool:
     """Whether ``user`` may ``action`` ("view", "change", "delete") ``obj``, for sync code.
 
     The one adapter to the access rule: it runs ``store.has_access`` (by default the
@@ -64,9 +73,11 @@ def user_has_access(user: Any, obj: Any, action: str, store: Any = None) -> bool
     """
     if user is None or not user.is_authenticated:
         return False
-    rule = getattr(store if store is not None else get_store(), "has_access", None)
+    rule: Callable[[UserLike, Any, str], Awaitable[bool]] | None = getattr(
+        store if store is not None else get_store(), "has_access", None
+    )
     if rule is None:
-        return obj.owner_id == user.pk
+        return bool(obj.owner_id == user.pk)
     return async_to_sync(rule)(user, obj, action)
 
 
@@ -85,7 +96,9 @@ def attachment_storage(owner_id: Any = None) -> Storage:
     path that touches bytes (the model's file field, the delete receiver, the views, the
     converters, the commands) comes through here.
     """
-    get_storage = getattr(get_attachment_store(), "get_storage", None)
+    get_storage: Callable[[Any], Storage] | None = getattr(
+        get_attachment_store(), "get_storage", None
+    )
     if get_storage is None:  # an AttachmentStore that is not ours
         return configured_storage()
     return get_storage(owner_id)

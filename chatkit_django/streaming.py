@@ -297,13 +297,13 @@ async def sse_events(
         nonlocal stopping
         if abandoned and not shielded and not stopping:
             stopping = True
-            asyncio.current_task().cancel()  # type: ignore[union-attr]
+            asyncio.current_task().cancel()  # type: ignore[union-attr]  # runs in the producer task
 
     async def produce() -> None:
         nonlocal buffered, space, shielded
         try:
             async for chunk in events:
-                if shielded and chunk.startswith(shield_until):  # type: ignore[arg-type]
+                if shielded and chunk.startswith(shield_until):
                     shielded = False
                 if abandoned:
                     stop_if_abandoned()
@@ -342,7 +342,7 @@ async def sse_events(
         nonlocal release_due, release_timer
         release_due = True
         _wake(waiter)
-        release_timer = loop.call_later(release_every, call_for_release)  # type: ignore[arg-type]
+        release_timer = loop.call_later(release_every, call_for_release)  # type: ignore[arg-type]  # armed only when set
 
     producer = asyncio.create_task(produce())
     timer = loop.call_at(last_write + keepalive, check_silence)
@@ -353,7 +353,7 @@ async def sse_events(
             if release_due:
                 release_due = False
                 try:
-                    await release()  # type: ignore[misc]
+                    await release()  # type: ignore[misc]  # release_due is set only with release
                 except Exception:
                     logger.exception("Releasing database connections during a stream failed")
             if not buffer and not outcome:

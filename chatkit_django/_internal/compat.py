@@ -12,7 +12,7 @@ Not listed: Django's documented underscore APIs (``Model._meta``, ``_default_man
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -64,7 +64,7 @@ async def process_non_streaming(
 class _CSRFCheck(CsrfViewMiddleware):
     # DRF's trick (rest_framework.authentication.CSRFCheck): the middleware's checks, with
     # _reject returning the failure reason instead of a 403 page.
-    def _reject(self, request: HttpRequest, reason: str) -> str:  # type: ignore[override]
+    def _reject(self, request: HttpRequest, reason: str) -> str:
         return reason
 
 
@@ -79,15 +79,17 @@ def csrf_failure(request: HttpRequest) -> str | None:
     return check.process_view(request, None, (), {})  # type: ignore[arg-type,return-value]
 
 
-def lazy_value(obj: LazyObject) -> Any:
+def lazy_value(obj: LazyObject[Any]) -> Any:
     """What a ``LazyObject`` wraps, or ``None`` while it has not been evaluated."""
     wrapped = obj._wrapped
     return None if wrapped is empty else wrapped
 
 
-def streaming_iterator(response: StreamingHttpResponse) -> Any:
+def streaming_iterator(response: StreamingHttpResponse) -> AsyncIterator[bytes]:
     """The iterator ``streaming_content`` was last set to (by the view or a middleware)."""
-    return response._iterator
+    # Asked only of an async response, whose chunks the endpoint makes bytes.
+    iterator: AsyncIterator[bytes] = response._iterator  # type: ignore[attr-defined]  # private, not in django-stubs
+    return iterator
 
 
 def files_parsed(request: HttpRequest) -> bool:
@@ -97,7 +99,8 @@ def files_parsed(request: HttpRequest) -> bool:
 
 def storage_key(storage: Storage, name: str) -> str:
     """The object key django-storages' S3 backend uses for ``name`` (``location`` applied)."""
-    return storage._normalize_name(name)  # type: ignore[attr-defined]
+    key: str = storage._normalize_name(name)  # type: ignore[attr-defined]  # S3Storage's, not Storage's
+    return key
 
 
 # -- DRF -------------------------------------------------------------------------------------
