@@ -8,9 +8,11 @@ page of the list costs the same number of queries whatever its length.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
 from django.core.paginator import Paginator
 from django.db.models import (
@@ -37,6 +39,17 @@ from chatkit_django._internal.ordering import ROW_ORDER
 from chatkit_django.deletion import delete_thread_queryset, delete_threads
 from chatkit_django.models import Attachment, Feedback, Thread, ThreadItem
 from chatkit_django.transcript import TranscriptBuilder, attachment_content_url
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    ModelAdmin = admin.ModelAdmin[Any]  # generic for the checker only
+
+    class ThreadCounts(TypedDict):
+        item_count: int
+        attachment_count: int
+else:
+    ModelAdmin = admin.ModelAdmin
 
 
 def user_search_fields(model: Any, relation: str) -> list[str]:
@@ -80,7 +93,7 @@ class StatusFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
         return [("active", _("active")), ("locked", _("locked")), ("closed", _("closed"))]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Thread]) -> QuerySet[Thread]:
         if self.value() in {"active", "locked", "closed"}:
             return queryset.filter(status=self.value())
         return queryset
@@ -92,10 +105,10 @@ class _ExistsFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
         return [("yes", _("Yes")), ("no", _("No"))]
 
-    def related(self) -> QuerySet:
+    def related(self) -> QuerySet[Any]:
         raise NotImplementedError
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Thread]) -> QuerySet[Thread]:
         if self.value() == "yes":
             return queryset.filter(Exists(self.related()))
         if self.value() == "no":
@@ -107,7 +120,7 @@ class HasAttachmentsFilter(_ExistsFilter):
     title = _("has attachments")
     parameter_name = "has_attachments"
 
-    def related(self) -> QuerySet:
+    def related(self) -> QuerySet[Any]:
         return Attachment.objects.filter(thread=OuterRef("pk"))
 
 
@@ -115,11 +128,11 @@ class HasNegativeFeedbackFilter(_ExistsFilter):
     title = _("has negative feedback")
     parameter_name = "negative_feedback"
 
-    def related(self) -> QuerySet:
+    def related(self) -> QuerySet[Any]:
         return Feedback.objects.filter(thread=OuterRef("pk"), kind=Feedback.Kind.NEGATIVE)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ModelAdmin):
     """Rows written by the ChatKit store: viewable and deletable, never edited or added here."""
 
     #: Relations to the user model whose username and email the search box also matches.
@@ -170,7 +183,7 @@ class ThreadAdmin(ReadOnlyAdmin):
     ordering = ["-updated_at"]
     show_full_result_count = False
     fields = ["id", "title", "owner", "status", "created_at", "updated_at"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # the same names; the stubs type them apart
     change_form_template = "admin/chatkit_django/thread/change_form.html"
     transcript_template = "admin/chatkit_django/thread/transcript.html"
     transcript_builder_class = TranscriptBuilder
@@ -178,7 +191,7 @@ class ThreadAdmin(ReadOnlyAdmin):
     transcript_per_page = 50
     preview_chars = 80
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         first_message = (
             ThreadItem.objects.filter(thread=OuterRef("pk"), type="user_message")
             .order_by(*ROW_ORDER)
@@ -187,16 +200,12 @@ class ThreadAdmin(ReadOnlyAdmin):
         latest_feedback = (
             Feedback.objects.filter(thread=OuterRef("pk")).order_by("-created_at", "-pk")
         ).values("kind")[:1]
-        return (
-            super()
-            .get_queryset(request)
-            .defer("data")
-            .annotate(
-                item_count=_count(ThreadItem),
-                attachment_count=_count(Attachment),
-                first_message=Subquery(first_message),
-                latest_feedback=Subquery(latest_feedback),
-            )
+        threads: QuerySet[Thread] = super().get_queryset(request)
+        return threads.defer("data").annotate(
+            item_count=_count(ThreadItem),
+            attachment_count=_count(Attachment),
+            first_message=Subquery(first_message),
+            latest_feedback=Subquery(latest_feedback),
         )
 
     @admin.display(description=_("title"), ordering="title")
@@ -209,11 +218,11 @@ class ThreadAdmin(ReadOnlyAdmin):
         return obj.id
 
     @admin.display(description=_("items"), ordering="item_count")
-    def item_count(self, obj: Thread) -> int:
+    def item_count(self, obj: WithAnnotations[Thread, ThreadCounts]) -> int:
         return obj.item_count
 
     @admin.display(description=_("attachments"), ordering="attachment_count")
-    def attachment_count(self, obj: Thread) -> int:
+    def attachment_count(self, obj: WithAnnotations[Thread, ThreadCounts]) -> int:
         return obj.attachment_count
 
     @admin.display(description=_("latest feedback"), ordering="latest_feedback")
@@ -227,7 +236,9 @@ class ThreadAdmin(ReadOnlyAdmin):
 
     # -- the transcript ----------------------------------------------------------
 
-    def get_transcript_builder(self, request: HttpRequest, items: list[ThreadItem]) -> Any:
+    def get_transcript_builder(
+        self, request: HttpRequest, items: Sequence[ThreadItem]
+    ) -> TranscriptBuilder:
         """A builder that knows the stored attachments and feedback of ``items``."""
         attachment_ids = {
             a.get("id")
@@ -249,7 +260,7 @@ class ThreadAdmin(ReadOnlyAdmin):
 
     def get_transcript(self, request: HttpRequest, obj: Thread) -> dict[str, Any]:
         """Template context of one page of ``obj``'s items, oldest first."""
-        username = ThreadItem.author.field.related_model.USERNAME_FIELD
+        username = get_user_model().USERNAME_FIELD
         items = (
             ThreadItem.objects.filter(thread=obj)
             .annotate(author_name=F(f"author__{username}"))
@@ -263,7 +274,7 @@ class ThreadAdmin(ReadOnlyAdmin):
         for entry, row in zip(entries, rows, strict=True):
             # Messages someone other than the owner sent (with change access) say who.
             if row.author_id is not None and row.author_id != obj.owner_id:
-                entry["sent_by"] = row.author_name
+                entry["sent_by"] = row.author_name  # type: ignore[attr-defined]  # annotated above
         return {
             "template": self.transcript_template,
             "entries": entries,
@@ -286,7 +297,9 @@ class ThreadAdmin(ReadOnlyAdmin):
         return response
 
     @admin.action(description=_("Export selected threads as JSON"), permissions=["view"])
-    def export_json(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
+    def export_json(
+        self, request: HttpRequest, queryset: QuerySet[Thread]
+    ) -> StreamingHttpResponse:
         return self.export_response(
             export.iter_json(self.model.objects.filter(pk__in=queryset.values("pk"))),
             "json",
@@ -294,7 +307,9 @@ class ThreadAdmin(ReadOnlyAdmin):
         )
 
     @admin.action(description=_("Export selected threads as Markdown"), permissions=["view"])
-    def export_markdown(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
+    def export_markdown(
+        self, request: HttpRequest, queryset: QuerySet[Thread]
+    ) -> StreamingHttpResponse:
         return self.export_response(
             export.iter_markdown(self.model.objects.filter(pk__in=queryset.values("pk"))),
             "md",
@@ -329,7 +344,7 @@ class ThreadAdmin(ReadOnlyAdmin):
     def delete_model(self, request: HttpRequest, obj: Thread) -> None:
         delete_threads([obj.pk], user=request.user)
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Thread]) -> None:
         delete_thread_queryset(
             self.model.objects.filter(pk__in=queryset.values("pk")), user=request.user
         )
@@ -377,10 +392,10 @@ class AttachmentAdmin(ReadOnlyAdmin):
         "created_at",
         "uploaded_at",
     ]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # the same names; the stubs type them apart
     ordering = ["-created_at"]
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return super().get_queryset(request).defer("data", "thread__data")
 
     @admin.display(description=_("size"), ordering="size")
@@ -413,8 +428,8 @@ class FeedbackAdmin(ReadOnlyAdmin):
     search_fields = ["thread__id", "thread__title", "item__id"]
     search_user_fields = ["user"]
     fields = ["kind", "item", "thread", "user", "created_at"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # the same names; the stubs type them apart
     ordering = ["-created_at"]
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return super().get_queryset(request).defer("thread__data", "item__data")

@@ -22,9 +22,9 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from asgiref.sync import sync_to_async
@@ -73,6 +73,11 @@ from chatkit_django.instances import (
 )
 from chatkit_django.models import Attachment as AttachmentRow
 
+if TYPE_CHECKING:
+    from storages.backends.s3 import S3Storage
+
+    from chatkit_django.context import UserLike
+
 logger = logging.getLogger(__name__)
 
 UPLOAD_TOKEN_SALT = "chatkit_django.upload-token"
@@ -109,7 +114,7 @@ def preview_signature_valid(token: str | None, attachment_id: str) -> bool:
     if not token:
         return False
     try:
-        value = signing.loads(
+        value: object = signing.loads(
             token, salt=PREVIEW_SALT, max_age=chatkit_settings.PREVIEW_URL_MAX_AGE
         )
     except signing.BadSignature:  # SignatureExpired is a BadSignature
@@ -199,7 +204,7 @@ def read_upload_token(token: str) -> dict[str, str]:
 # -- storage helpers ----------------------------------------------------------
 
 
-def is_s3(storage: Storage) -> bool:
+def is_s3(storage: Storage) -> TypeGuard[S3Storage]:
     """Whether ``storage`` is django-storages' S3 backend.
 
     An S3Storage exists only once its module is imported, so the module is looked up, never
@@ -219,9 +224,11 @@ def read_start(storage: Storage, name: str, size: int) -> bytes:
     if is_s3(storage):
         # S3File.read() would download the whole object first; a ranged GET reads ``size``.
         body = storage.bucket.Object(storage_key(storage, name)).get(Range=f"bytes=0-{size - 1}")
-        return body["Body"].read()
+        start: bytes = body["Body"].read()
+        return start
     with storage.open(name, "rb") as f:
-        return f.read(size)
+        start = f.read(size)
+        return start
 
 
 def find_attachment(attachment_id: str, *fields: str) -> AttachmentRow | None:
@@ -331,7 +338,9 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
 
     def get_request(self, context: Any) -> HttpRequest | None:
         """The request of ``context`` (``Store.get_request``), ``None`` outside one."""
-        get_request = getattr(self.get_store(), "get_request", None)
+        get_request: Callable[[Any], HttpRequest | None] | None = getattr(
+            self.get_store(), "get_request", None
+        )
         if get_request is not None:
             return get_request(context)
         return getattr(context, "request", None)
@@ -340,9 +349,11 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
         """The store's access rule (``DjangoStore.has_access``) for ``row``; owner only without."""
         if user is None or not user.is_authenticated:
             return False
-        rule = getattr(self.get_store(), "has_access", None)
+        rule: Callable[[UserLike, AttachmentRow, str], Awaitable[bool]] | None = getattr(
+            self.get_store(), "has_access", None
+        )
         if rule is None:
-            return row.owner_id == user.pk
+            return bool(row.owner_id == user.pk)
         return await rule(user, row, action)
 
     # -- bytes (sync: storage backends are sync) --------------------------------
@@ -367,7 +378,7 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
 
     def open_bytes(self, row: AttachmentRow) -> Any:
         """The stored bytes of ``row``, opened for reading (``FileNotFoundError`` / ``OSError``)."""
-        return self.get_storage(row.owner_id).open(row.file.name, "rb")
+        return self.get_storage(row.owner_id).open(row.file.name, "rb")  # type: ignore[arg-type]  # a row with bytes has a name
 
     def read_bytes(self, row: AttachmentRow, limit: int | None = None) -> bytes | None:
         """The stored bytes (at most ``limit``), or ``None`` when they are missing.
@@ -552,7 +563,7 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
     def receive_upload(
         self,
         attachment_id: str,
-        claims: dict[str, str],
+        claims: dict[str, Any],
         read_content: Callable[[], Any],
         request: HttpRequest | None,
     ) -> Attachment:
@@ -685,14 +696,14 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
         from botocore.exceptions import ClientError
 
         root, ext = os.path.splitext(self.get_storage_name(row.pk, row.mime_type))
-        name = storage.get_alternative_name(root, ext)
+        name: str = storage.get_alternative_name(root, ext)
         try:
             storage.connection.meta.client.copy_object(
                 Bucket=storage.bucket_name,
                 Key=storage_key(storage, name),
                 CopySource={
                     "Bucket": storage.bucket_name,
-                    "Key": storage_key(storage, row.file.name),
+                    "Key": storage_key(storage, row.file.name),  # type: ignore[arg-type]  # as above
                 },
             )
         except ClientError as error:
@@ -710,7 +721,7 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
             return None
         return name
 
-    def check_presigned_upload(self, storage: Any, row: AttachmentRow, name: str) -> int | None:
+    def check_presigned_upload(self, storage: Storage, row: AttachmentRow, name: str) -> int | None:
         """The size of the copied upload at ``name`` if it is acceptable (fits
         ``MAX_UPLOAD_BYTES``, matches ``row``'s declared type), else ``None``."""
         size = storage.size(name)

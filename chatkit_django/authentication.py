@@ -129,7 +129,7 @@ class AuthenticationMixin:
             except exceptions.PermissionDenied as e:  # DRF's SessionAuthentication CSRF failure
                 raise PermissionDenied(str(e.detail)) from e
             if result is not None:
-                request.auth = result[1]
+                request.auth = result[1]  # type: ignore[attr-defined]  # DRF's name, on Django's request
                 return result[0]
         return None
 

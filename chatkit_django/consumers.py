@@ -17,12 +17,12 @@ from channels.db import aclose_old_connections
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from chatkit_django.streaming import ChatKitEndpointMixin, request_too_large_response
 
 
-class ChatKitConsumer(ChatKitEndpointMixin, AsyncHttpConsumer):
+class ChatKitConsumer(ChatKitEndpointMixin, AsyncHttpConsumer):  # type: ignore[misc]  # channels is untyped
     """``path("chatkit/", AuthMiddlewareStack(ChatKitConsumer.as_asgi()))``."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -56,7 +56,7 @@ class ChatKitConsumer(ChatKitEndpointMixin, AsyncHttpConsumer):
         await self.send_django_response(response)
         await aclose_old_connections()
 
-    async def send_django_response(self, response: HttpResponseBase) -> None:
+    async def send_django_response(self, response: HttpResponse | StreamingHttpResponse) -> None:
         headers = [
             (name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()
         ]
@@ -78,7 +78,8 @@ class ChatKitConsumer(ChatKitEndpointMixin, AsyncHttpConsumer):
             sender.result()
 
     async def _send_stream(self, response: StreamingHttpResponse) -> None:
-        async with aclosing(aiter(response)) as content:
+        # Django's __aiter__ is an async generator (the stubs say AsyncIterator).
+        async with aclosing(aiter(response)) as content:  # type: ignore[type-var]  # see above
             async for part in content:
                 await self.send_body(part, more_body=True)
         await self.send_body(b"")

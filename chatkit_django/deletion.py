@@ -83,7 +83,7 @@ def delete_items(
         )
 
 
-def iter_batches(queryset: QuerySet, batch_size: int = BATCH_SIZE) -> Iterator[list[str]]:
+def iter_batches(queryset: QuerySet[Any], batch_size: int = BATCH_SIZE) -> Iterator[list[str]]:
     """Primary keys of ``queryset`` in batches, by keyset on pk (never all of them at once).
 
     Safe to delete each batch as it comes: the next batch starts after the last pk seen.
@@ -99,7 +99,7 @@ def iter_batches(queryset: QuerySet, batch_size: int = BATCH_SIZE) -> Iterator[l
 
 
 def delete_thread_queryset(
-    queryset: QuerySet, *, user: Any = None, batch_size: int = BATCH_SIZE
+    queryset: QuerySet[models.Thread], *, user: Any = None, batch_size: int = BATCH_SIZE
 ) -> int:
     """Delete every thread of ``queryset``, one transaction per batch; returns the count."""
     return sum(delete_threads(batch, user=user) for batch in iter_batches(queryset, batch_size))

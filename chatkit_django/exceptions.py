@@ -7,7 +7,7 @@ endpoint builds the same body with ``error_response``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import JsonResponse
@@ -17,8 +17,11 @@ from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
-def error_response(detail: str, code: str, status_code: int) -> JsonResponse:
+
+def error_response(detail: StrOrPromise, code: str, status_code: int) -> JsonResponse:
     """A JSON error response for views that are not DRF views."""
     return JsonResponse({"detail": str(detail), "code": code}, status=status_code)
 

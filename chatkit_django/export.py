@@ -31,6 +31,7 @@ from chatkit.types import (
     WidgetItem,
     WorkflowItem,
 )
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 
 from chatkit_django import models
@@ -43,14 +44,16 @@ CHUNK_SIZE = 500
 BATCH_SIZE = 100
 
 
-def iter_sdk_threads(threads: QuerySet, batch_size: int = BATCH_SIZE) -> Iterator[Thread]:
+def iter_sdk_threads(
+    threads: QuerySet[models.Thread], batch_size: int = BATCH_SIZE
+) -> Iterator[Thread]:
     """Each thread of ``threads`` as an SDK ``Thread`` with all its items, in thread order."""
     for thread, _ in iter_threads_with(threads, batch_size=batch_size):
         yield thread
 
 
 def iter_threads_with(
-    threads: QuerySet, *fields: str, batch_size: int = BATCH_SIZE
+    threads: QuerySet[models.Thread], *fields: str, batch_size: int = BATCH_SIZE
 ) -> Iterator[tuple[Thread, tuple[Any, ...]]]:
     """``(SDK thread, values of fields)`` for each thread, ``batch_size`` threads at a time.
 
@@ -74,7 +77,7 @@ def iter_threads_with(
             items.setdefault(thread_id, []).append(ThreadItemAdapter.validate_python(data))
         for thread_id, data, *values in batch:
             metadata = ThreadMetadata.model_validate(data)
-            page = Page(data=items.get(thread_id, []), has_more=False, after=None)
+            page: Page[ThreadItem] = Page(data=items.get(thread_id, []), has_more=False, after=None)
             yield Thread(**dict(metadata), items=page), tuple(values)
 
 
@@ -82,7 +85,7 @@ def thread_json(thread: Thread) -> dict[str, Any]:
     return dump(thread)
 
 
-def iter_json(threads: QuerySet, **extra: Any) -> Iterator[str]:
+def iter_json(threads: QuerySet[models.Thread], **extra: Any) -> Iterator[str]:
     """A JSON document ``{"format", "version", **extra, "threads": [...]}``, in chunks."""
     head = {"format": FORMAT, "version": VERSION, **extra}
     yield json.dumps(head, ensure_ascii=False)[:-1] + ', "threads": ['
@@ -93,11 +96,10 @@ def iter_json(threads: QuerySet, **extra: Any) -> Iterator[str]:
 
 def load_threads(document: str | bytes | dict[str, Any]) -> list[Thread]:
     """The SDK threads of an export made by ``iter_json`` (validated, so a round trip)."""
-    if not isinstance(document, dict):
-        document = json.loads(document)
-    if document.get("format") != FORMAT:
-        raise ValueError(f"Not a {FORMAT} export (format={document.get('format')!r}).")
-    return [Thread.model_validate(t) for t in document["threads"]]
+    data: dict[str, Any] = document if isinstance(document, dict) else json.loads(document)
+    if data.get("format") != FORMAT:
+        raise ValueError(f"Not a {FORMAT} export (format={data.get('format')!r}).")
+    return [Thread.model_validate(t) for t in data["threads"]]
 
 
 # -- Markdown ------------------------------------------------------------------------
@@ -195,7 +197,8 @@ def item_markdown(item: ThreadItem) -> str:
         return f"### Hidden context (not shown to the user) · {stamp}\n\n" + _fence(item.content)
     if isinstance(item, EndOfTurnItem):
         return ""
-    return f"### {_inline(item.type)} · {stamp}\n\n" + _fence(
+    # An item type of a newer SDK, unknown to this one (and to the type checker).
+    return f"### {_inline(item.type)} · {stamp}\n\n" + _fence(  # type: ignore[unreachable]
         ThreadItemAdapter.dump_python(item, mode="json")
     )
 
@@ -214,16 +217,16 @@ def thread_markdown(thread: Thread, owner: str = "") -> Iterator[str]:
             yield section + "\n"
 
 
-def iter_markdown(threads: QuerySet) -> Iterator[str]:
+def iter_markdown(threads: QuerySet[models.Thread]) -> Iterator[str]:
     """Every thread as Markdown, separated by rules."""
-    owner_field = f"owner__{models.Thread.owner.field.related_model.USERNAME_FIELD}"
+    owner_field = f"owner__{get_user_model().USERNAME_FIELD}"
     for n, (thread, (owner,)) in enumerate(iter_threads_with(threads, owner_field)):
         if n:
             yield "\n---\n\n"
         yield from thread_markdown(thread, str(owner))
 
 
-def iter_items(items: QuerySet) -> Iterator[ThreadItem]:
+def iter_items(items: QuerySet[models.ThreadItem]) -> Iterator[ThreadItem]:
     """SDK items of ``items``, grouped by thread and in thread order, read in chunks."""
     rows = items.order_by("thread_id", *ROW_ORDER).values_list("data", flat=True)
     for data in rows.iterator(chunk_size=CHUNK_SIZE):
@@ -242,7 +245,7 @@ def items_markdown(items: Iterable[ThreadItem]) -> Iterator[str]:
             yield section + "\n"
 
 
-def attachments_markdown(attachments: QuerySet) -> Iterator[str]:
+def attachments_markdown(attachments: QuerySet[models.Attachment]) -> Iterator[str]:
     """One line per ``Attachment`` row: name, type, size, id, thread, when."""
     rows = attachments.order_by("created_at", "pk").values_list(
         "id", "data", "mime_type", "size", "thread_id", "created_at"
@@ -257,7 +260,7 @@ def attachments_markdown(attachments: QuerySet) -> Iterator[str]:
         )
 
 
-def feedback_markdown(feedback: QuerySet) -> Iterator[str]:
+def feedback_markdown(feedback: QuerySet[models.Feedback]) -> Iterator[str]:
     """One line per ``Feedback`` row: kind, item, thread, when."""
     rows = feedback.order_by("created_at", "pk").values_list(
         "kind", "item_id", "thread_id", "created_at"

@@ -7,6 +7,7 @@ ordering and the admin, written by ``DjangoStore`` from the model on every save.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.conf import settings
@@ -143,7 +144,7 @@ class AttachmentStorage(Storage):
     def get_available_name(self, name: str, max_length: int | None = None) -> str:
         return self._target().get_available_name(name, max_length=max_length)
 
-    def generate_filename(self, filename: str) -> str:
+    def generate_filename(self, filename: str | os.PathLike[str]) -> str:
         return self._target().generate_filename(filename)
 
     def delete(self, name: str) -> None:
@@ -155,7 +156,7 @@ class AttachmentStorage(Storage):
     def size(self, name: str) -> int:
         return self._target().size(name)
 
-    def url(self, name: str) -> str:
+    def url(self, name: str | None) -> str:
         return self._target().url(name)
 
     def path(self, name: str) -> str:
@@ -188,7 +189,9 @@ def attachment_storage() -> Storage:
 class AttachmentFieldFile(FieldFile):
     """A row's file, on the storage the attachment store picks for the row's owner."""
 
-    @property  # type: ignore[override]
+    instance: Attachment
+
+    @property
     def storage(self) -> Storage:
         return _resolve(self.instance.owner_id)
 

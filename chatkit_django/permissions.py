@@ -69,4 +69,4 @@ class HasPreviewSignature(BasePermission):
         )
 
     def has_object_permission(self, request: Any, view: Any, obj: Any) -> bool:
-        return obj.pk == view.kwargs.get("attachment_id")
+        return bool(obj.pk == view.kwargs.get("attachment_id"))

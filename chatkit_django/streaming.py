@@ -24,7 +24,7 @@ from chatkit.types import ChatKitReq, ErrorEvent
 from django.core.exceptions import PermissionDenied
 from django.core.signals import got_request_exception
 from django.db import close_old_connections
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from pydantic import ValidationError
 from rest_framework.exceptions import APIException
 
@@ -87,7 +87,7 @@ class ChatKitEndpointMixin(ThrottledEndpointMixin, AuthenticationMixin):
 
     # -- the endpoint --------------------------------------------------------
 
-    async def handle_chatkit(self, request: HttpRequest) -> HttpResponseBase:
+    async def handle_chatkit(self, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         """Answer one ChatKit request: the whole endpoint, for the view and the consumer."""
         if request.method != "POST":
             response = error_response(

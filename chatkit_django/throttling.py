@@ -91,12 +91,11 @@ class ChatKitThrottle(SimpleRateThrottle):
     def get_rate(self) -> str | None:
         """The scope's rate, or ``None`` (not throttled) when ``THROTTLE_RATES`` sets none."""
         rates = chatkit_settings.THROTTLE_RATES or {}
-        return rates.get(self.scope)
+        return rates.get(self.scope) if self.scope is not None else None
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:
         user = getattr(request, "user", None)
-        authenticated = user is not None and user.is_authenticated
-        ident = user.pk if authenticated else self.get_ident(request)
+        ident = user.pk if user is not None and user.is_authenticated else self.get_ident(request)
         key = self.cache_format % {"scope": self.scope, "ident": ident}
         if len(key) > MAX_KEY_LENGTH:
             digest = hashlib.sha256(str(ident).encode()).hexdigest()
@@ -118,6 +117,9 @@ class ChatKitThrottle(SimpleRateThrottle):
         """DRF's entry point (sync views)."""
         if not self.is_counted(request, view):
             return True
+        # is_counted() set these (it returned True)
+        assert self.key is not None and self.duration is not None
+        assert self.num_requests is not None
         count, self.remaining = hit(self.key, self.duration, self.timer())
         return count <= self.num_requests
 
@@ -125,6 +127,9 @@ class ChatKitThrottle(SimpleRateThrottle):
         """The endpoint's entry point: the same count, without blocking the event loop."""
         if not self.is_counted(request, view):
             return True
+        # is_counted() set these (it returned True)
+        assert self.key is not None and self.duration is not None
+        assert self.num_requests is not None
         count, self.remaining = await ahit(self.key, self.duration, self.timer())
         return count <= self.num_requests
 
@@ -172,8 +177,9 @@ def throttled_response(wait: float | None) -> JsonResponse:
     """429 in the app's error shape, with ``Retry-After`` in whole seconds (DRF's words)."""
     exc = Throttled(wait)
     response = error_response(str(exc.detail), exc.default_code, exc.status_code)
-    if exc.wait is not None:
-        response["Retry-After"] = str(max(exc.wait, 1))
+    exc_wait: int | None = exc.wait  # type: ignore[attr-defined]  # set in __init__, not in the stubs
+    if exc_wait is not None:
+        response["Retry-After"] = str(max(exc_wait, 1))
     return response
 
 

@@ -34,7 +34,7 @@ AUDIO_EXTENSIONS: dict[str, str] = {
 class TranscriptionError(APIException):
     """Base class of every dictation refusal."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
     default_detail = _("The audio could not be transcribed.")
     default_code = "transcription_failed"
 

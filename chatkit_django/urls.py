@@ -4,14 +4,14 @@ Route names (namespace ``chatkit``): ``endpoint``, ``upload``, ``upload-target``
 ``attachment-content``, ``entity-search``, ``entity-preview``.
 """
 
-from django.urls import path
+from django.urls import URLPattern, path
 
 from chatkit_django import uploads
 from chatkit_django.views import ChatKitView, EntityPreviewView, EntitySearchView
 
 app_name = "chatkit"
 
-urlpatterns: list = [
+urlpatterns: list[URLPattern] = [
     path("", ChatKitView.as_view(), name="endpoint"),
     path("upload/", uploads.DirectUploadView.as_view(), name="upload"),
     path(

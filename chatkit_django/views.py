@@ -5,7 +5,7 @@ The upload and content views are DRF views, in ``chatkit_django.uploads``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
@@ -26,6 +26,9 @@ from chatkit_django.exceptions import error_response
 from chatkit_django.streaming import ChatKitEndpointMixin
 from chatkit_django.throttling import ChatKitThrottle, throttle_request
 
+if TYPE_CHECKING:
+    from chatkit_django.context import UserLike
+
 MAX_QUERY_CHARS = 200
 
 
@@ -42,7 +45,7 @@ class ChatKitView(ChatKitEndpointMixin, View):
     async def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         return await self.handle_chatkit(request)
 
-    async def http_method_not_allowed(
+    async def http_method_not_allowed(  # type: ignore[override]  # async view: a coroutine
         self, request: HttpRequest, *args: Any, **kwargs: Any
     ) -> HttpResponseBase:
         return await self.handle_chatkit(request)
@@ -68,7 +71,13 @@ class EntityView(AuthenticationMixin, View):
         await self.authenticate(request)
         return request.user
 
-    async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+    if TYPE_CHECKING:  # each view's handler; dispatch() calls it with the user
+
+        async def get(self, request: HttpRequest, user: UserLike) -> JsonResponse: ...
+
+    async def dispatch(  # type: ignore[override]  # async view: a coroutine
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
         if request.method != "GET":
             response = error_response(
                 _('Method "%(method)s" not allowed.') % {"method": request.method},

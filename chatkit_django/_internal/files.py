@@ -109,7 +109,7 @@ class LimitedReader:
             data += chunk
         return data
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
             size = self._limit + 1
         data, self._pending = self._pending[:size], self._pending[size:]
@@ -137,7 +137,7 @@ class CappedFile:
         self.file = file
         self.remaining = limit
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0 or size > self.remaining:
             size = self.remaining
         data = self.file.read(size) if size else b""

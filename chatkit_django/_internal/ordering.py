@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import connections, models
@@ -52,16 +53,18 @@ def ordering_datetime(value: datetime) -> datetime:
     return value
 
 
+ModelT = TypeVar("ModelT", bound=models.Model)
+
 Position = tuple[datetime, int, str]
 """Where a row sits in the order: its ``(created_at, seq, id)``, the ``ROW_ORDER`` fields."""
 
 
 def keyset_page(
-    queryset: models.QuerySet,
+    queryset: models.QuerySet[ModelT],
     *,
     after: Position | None,
     order: str,
-) -> models.QuerySet:
+) -> models.QuerySet[ModelT]:
     """Order ``queryset`` for paging and, with a position, keep only rows past it.
 
     ``after`` is the position of the last row of the previous page, carried by the cursor

@@ -25,6 +25,6 @@ def get_user(options: dict[str, Any]) -> Any:
         raise CommandError(f"No user with {lookup}.") from None
 
 
-def messages_elsewhere(user: Any) -> QuerySet:
+def messages_elsewhere(user: Any) -> QuerySet[ThreadItem]:
     """The messages ``user`` sent in threads that someone else owns (``ThreadItem.author``)."""
     return ThreadItem.objects.filter(author=user).exclude(thread__owner=user)

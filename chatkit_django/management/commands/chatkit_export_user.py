@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
+from django.db.models import QuerySet
 
 from chatkit_django import export
 from chatkit_django.management.commands._user import (
@@ -13,7 +14,7 @@ from chatkit_django.management.commands._user import (
     get_user,
     messages_elsewhere,
 )
-from chatkit_django.models import Attachment, Feedback, Thread
+from chatkit_django.models import Attachment, Feedback, Thread, ThreadItem
 from chatkit_django.store import dump
 
 
@@ -56,7 +57,13 @@ class Command(BaseCommand):
             ],
         )
 
-    def markdown(self, threads: Any, messages: Any, attachments: Any, feedback: Any) -> Any:
+    def markdown(
+        self,
+        threads: QuerySet[Thread],
+        messages: QuerySet[ThreadItem],
+        attachments: QuerySet[Attachment],
+        feedback: QuerySet[Feedback],
+    ) -> Iterator[str]:
         """The threads, then the user's messages elsewhere, attachments and feedback."""
         yield from export.iter_markdown(threads)
         sections = [
