@@ -27,6 +27,7 @@ browser:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check chatkit_django tests
+	$(VENV)/bin/mypy
 	$(PY) manage.py makemigrations --check --dry-run
 
 test-sqlite: $(STAMP) browser

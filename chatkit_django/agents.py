@@ -149,7 +149,8 @@ def presigned_url(storage: Storage, name: str, max_age: int) -> str | None:
         return None  # local files give paths the model cannot fetch
     if storage.size(name) > chatkit_settings.MAX_UPLOAD_BYTES:
         return None  # grown out of band: never handed out (reading it is refused too)
-    return storage.url(name, expire=max_age)  # type: ignore[call-arg]  # S3Storage.url's argument
+    url: str = storage.url(name, expire=max_age)
+    return url
 
 
 class DjangoThreadItemConverter(ThreadItemConverter):

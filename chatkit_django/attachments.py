@@ -214,7 +214,7 @@ def is_s3(storage: Storage) -> TypeGuard[S3Storage]:
     return s3 is not None and isinstance(storage, s3.S3Storage)
 
 
-def can_presign(storage: Storage) -> bool:
+def can_presign(storage: Storage) -> TypeGuard[S3Storage]:
     """Whether ``storage`` is django-storages' S3 backend with signed URLs."""
     return is_s3(storage) and bool(storage.querystring_auth) and not storage.custom_domain
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
@@ -46,6 +47,8 @@ from chatkit_django.models import Feedback, ThreadItem
 
 if TYPE_CHECKING:
     from chatkit_django.agents import DjangoResponseStreamConverter, DjangoThreadItemConverter
+
+LoadThreadFor = Callable[[str, str, ChatKitContext], Awaitable[ThreadMetadata]]
 
 #: Validates a request body into the SDK's ``ChatKitReq`` union. Built once: building one
 #: costs milliseconds of CPU, and the SDK's ``process()`` builds one per request.
@@ -131,12 +134,12 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
             await self.claim_pending_item(thread_id, item, context)
         elif isinstance(request, ThreadsAddClientToolOutputReq):
             last = await store.load_thread_items(thread_id, None, 1, "desc", context)
-            item = last.data[0] if last.data else None
-            if not isinstance(item, ClientToolCallItem):
+            last_item = last.data[0] if last.data else None
+            if not isinstance(last_item, ClientToolCallItem):
                 raise ValueError(  # noqa: TRY004 (400, as the SDK)
                     f"The last item of thread {thread_id} is not a pending client tool call."
                 )
-            await self.claim_pending_item(thread_id, item, context)
+            await self.claim_pending_item(thread_id, last_item, context)
         elif isinstance(request, ThreadsRetryAfterItemReq):
             item = await store.load_item(thread_id, request.params.item_id, context)
             # The SDK would end a 200 stream with an error event, or answer nothing at all.
@@ -170,7 +173,7 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         A store without ``load_thread_for`` (not a ``DjangoStore``) can only say whether
         the thread is visible; its own writes must then refuse the rest.
         """
-        load_thread_for = getattr(self.store, "load_thread_for", None)
+        load_thread_for: LoadThreadFor | None = getattr(self.store, "load_thread_for", None)
         if load_thread_for is None:
             return await self.store.load_thread(thread_id, context)
         return await load_thread_for(thread_id, action, context)
@@ -274,7 +277,8 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
             raise NotFoundError(f"Item {missing[0]} not found in thread {thread_id}")
         await Feedback.objects.abulk_create(
             [
-                Feedback(thread_id=thread_id, item_id=pk, user=user, kind=feedback)
+                # The stubs type the user FK as the test project's model.
+                Feedback(thread_id=thread_id, item_id=pk, user=user, kind=feedback)  # type: ignore[misc]
                 for pk in sorted(wanted)
             ],
             update_conflicts=True,

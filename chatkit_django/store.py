@@ -46,12 +46,16 @@ from chatkit_django.attachments import (
     insert_attachment,
     present_attachment,
 )
-from chatkit_django.context import ChatKitContext
+from chatkit_django.context import ChatKitContext, UserLike
 from chatkit_django.deletion import delete_items, send_thread_deleted_on_commit
 from chatkit_django.exceptions import InvalidCursor
 from chatkit_django.ids import generate_id
 
 logger = logging.getLogger(__name__)
+
+AttachmentRows = (
+    models.Manager[chatkit_models.Attachment] | models.QuerySet[chatkit_models.Attachment]
+)
 
 ThreadItemAdapter: TypeAdapter[ThreadItem] = TypeAdapter(ThreadItem)
 
@@ -127,7 +131,7 @@ class DjangoStore(Store[ChatKitContext]):
         the model permission, or the object permission from a backend such as
         django-guardian or django-rules.
         """
-        if obj.owner_id == user.pk:
+        if obj.owner_id == user.pk:  # type: ignore[attr-defined]  # threads and attachments
             return True
         opts = obj._meta
         perm = f"{opts.app_label}.{action}_{opts.model_name}"
@@ -215,7 +219,7 @@ class DjangoStore(Store[ChatKitContext]):
             await self._accessible_thread(thread.id, context, "change")
             await threads.filter(pk=thread.id).aupdate(**fields)
 
-    def listed_threads(self, user: Any) -> models.QuerySet:
+    def listed_threads(self, user: Any) -> models.QuerySet[chatkit_models.Thread]:
         """The threads ``threads.list`` shows ``user``: their own, once they hold an item.
 
         The SDK saves a new thread before its first message. Should that message never be
@@ -284,7 +288,7 @@ class DjangoStore(Store[ChatKitContext]):
         if position is not None:
             return position
         if not names_nothing(after):
-            row = await (
+            row: Position | None = await (
                 model._default_manager.filter(pk=after, **scope).values_list(*ROW_ORDER).afirst()
             )
             if row is not None:
@@ -487,7 +491,7 @@ class DjangoStore(Store[ChatKitContext]):
         if attachment.thread_id is not None:
             await self._accessible_thread(attachment.thread_id, context, "change")
         fields = self.attachment_fields(attachment)
-        attachments = self.attachment_model.objects
+        attachments: AttachmentRows = self.attachment_model.objects
         if attachment.thread_id is not None:
             # Linked once, an attachment stays with its thread: moving it would let a
             # deleted thread take a file another thread still shows.
@@ -624,14 +628,18 @@ class DjangoStore(Store[ChatKitContext]):
 
 
 @sync_to_async
-def _has_perm(user: Any, perm: str, obj: models.Model) -> bool:
+def _has_perm(user: UserLike, perm: str, obj: models.Model) -> bool:
     # The sync API on purpose: Django's ``ahas_perm`` skips backends without an async
     # ``ahas_perm``, and object-level backends (django-guardian, django-rules) are sync.
-    return user.has_perm(perm) or user.has_perm(perm, obj)
+    # has_perm() is PermissionsMixin's: a user model without it has no permissions API.
+    return user.has_perm(perm) or user.has_perm(perm, obj)  # type: ignore[union-attr]  # see above
 
 
 @sync_to_async
-def _insert(model: type[models.Model], **fields: Any) -> None:
+def _insert(
+    model: type[chatkit_models.Thread | chatkit_models.ThreadItem | chatkit_models.Attachment],
+    **fields: Any,
+) -> None:
     # A savepoint, so that a duplicate id does not break an enclosing transaction.
     db = router.db_for_write(model)  # objects.db is the read alias
     with transaction.atomic(using=db):

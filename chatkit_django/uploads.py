@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.core.handlers.asgi import ASGIRequest
@@ -216,7 +216,9 @@ class AttachmentContentView(AttachmentAPIView):
         response["Cache-Control"] = f"private, max-age={chatkit_settings.PREVIEW_URL_MAX_AGE}"
         return response
 
-    def permission_denied(self, request: Request, message: Any = None, code: Any = None) -> None:
+    def permission_denied(
+        self, request: Request, message: Any = None, code: Any = None
+    ) -> NoReturn:
         if request.query_params.get("sig"):
             raise exceptions.InvalidPreviewSignature
         super().permission_denied(request, message=message, code=code)
@@ -238,10 +240,10 @@ class AttachmentContentView(AttachmentAPIView):
 
     def get_redirect_url(self, row: Attachment) -> str | None:
         """A presigned URL to redirect to, or ``None`` to stream the bytes ourselves."""
-        storage: Any = self.get_attachment_store().get_storage(row.owner_id)
+        storage = self.get_attachment_store().get_storage(row.owner_id)
         if not can_presign(storage):
             return None
-        return storage.url(
+        url: str = storage.url(
             row.file.name,
             parameters={
                 "ResponseContentType": row.mime_type,
@@ -251,13 +253,14 @@ class AttachmentContentView(AttachmentAPIView):
             },
             expire=chatkit_settings.PREVIEW_URL_MAX_AGE,
         )
+        return url
 
     def check_size(self, row: Attachment) -> int:
         """The stored size; 409 past ``MAX_UPLOAD_BYTES``: the bytes were checked smaller, so
         they were replaced out of band, and serving them whole is what the limit forbids."""
         storage = self.get_attachment_store().get_storage(row.owner_id)
         try:
-            size = storage.size(row.file.name)
+            size = storage.size(row.file.name)  # type: ignore[arg-type]  # a row with bytes has a name
         except Exception:
             # Missing bytes: FileNotFoundError, or the backend's own error (botocore's 404).
             logger.warning("Could not stat attachment bytes %r", row.file.name, exc_info=True)

@@ -8,6 +8,8 @@ import os
 import re
 import subprocess
 import sys
+import types
+import typing
 import weakref
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import openai
 import pytest
 from django.test import override_settings
 
+from chatkit_django import conf
 from chatkit_django.conf import DEFAULTS, IMPORT_STRINGS, ChatKitSettings, chatkit_settings
 from chatkit_django.store import DjangoStore
 from tests.testapp.server import EchoServer
@@ -185,3 +188,48 @@ def test_on_reload_snippet_in_the_settings_reference() -> None:
         assert limit() == default("MAX_UPLOAD_BYTES") // 2**20
     finally:
         _resets.remove(limit.cache_clear)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is of the annotated type ``hint`` (the shapes DEFAULTS uses)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_matches(value, arg) for arg in args)
+    if hint is None or hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if origin is list:
+        return isinstance(value, list) and all(_matches(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            _matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items()
+        )
+    return isinstance(value, origin or hint)
+
+
+def test_every_key_has_a_type_and_its_default_is_of_it() -> None:
+    # The annotations type the settings for the checker: one per key, and none may become a
+    # class attribute, or reads would skip __getattr__ (and reload) for that key.
+    from chatkit.server import ChatKitServer
+    from chatkit.store import AttachmentStore, Store
+    from django.http import HttpRequest
+    from rest_framework.authentication import BaseAuthentication
+
+    from chatkit_django.entities import EntitySource
+
+    assert set(ChatKitSettings.__annotations__) == set(DEFAULTS)
+    assert not [key for key in DEFAULTS if key in vars(ChatKitSettings)]
+    names = {
+        "ChatKitServer": ChatKitServer,
+        "Store": Store,
+        "AttachmentStore": AttachmentStore,
+        "HttpRequest": HttpRequest,
+        "AsyncOpenAI": openai.AsyncOpenAI,
+        "BaseAuthentication": BaseAuthentication,
+        "EntitySource": EntitySource,
+    }
+    hints = typing.get_type_hints(ChatKitSettings, vars(conf) | names)
+    for key, value in DEFAULTS.items():
+        if key not in IMPORT_STRINGS:
+            assert _matches(value, hints[key]), (key, value, hints[key])

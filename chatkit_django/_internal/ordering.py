@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import connections, models
@@ -77,7 +77,8 @@ def keyset_page(
     model = queryset.model
     connection = connections[queryset.db]
     qn = connection.ops.quote_name
-    fields = [model._meta.get_field(f) for f in ROW_ORDER]
+    # Concrete fields (the stubs' get_field() also returns relations, without a column).
+    fields: list[Any] = [model._meta.get_field(f) for f in ROW_ORDER]
     columns = ", ".join(f"{qn(model._meta.db_table)}.{qn(f.column)}" for f in fields)
     # The values as the ORM would send them (SQLite stores datetimes as UTC text).
     params = [f.get_db_prep_value(v, connection) for f, v in zip(fields, after, strict=True)]
