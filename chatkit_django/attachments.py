@@ -330,7 +330,7 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
 
     # -- who is acting (the store's hooks) -------------------------------------
 
-    def get_user(self, context: Any) -> Any:
+    def get_user(self, context: Any) -> UserLike | None:
         """The authenticated user acting in ``context`` (``Store.get_user``), else ``None``."""
         get_user = getattr(self.get_store(), "get_user", None)
         user = get_user(context) if get_user is not None else getattr(context, "user", None)
@@ -345,7 +345,7 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
             return get_request(context)
         return getattr(context, "request", None)
 
-    async def has_access(self, user: Any, row: AttachmentRow, action: str) -> bool:
+    async def has_access(self, user: UserLike | None, row: AttachmentRow, action: str) -> bool:
         """The store's access rule (``DjangoStore.has_access``) for ``row``; owner only without."""
         if user is None or not user.is_authenticated:
             return False
@@ -468,7 +468,11 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
         return self.present_new(attachment, owner, row, request)
 
     def present_new(
-        self, attachment: Attachment, user: Any, row: AttachmentRow, request: HttpRequest | None
+        self,
+        attachment: Attachment,
+        user: UserLike | None,
+        row: AttachmentRow,
+        request: HttpRequest | None,
     ) -> Attachment:
         """A new attachment as its uploader's response shows it: a signed preview only if the
         access rule lets them view it."""

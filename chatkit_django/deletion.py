@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.db import connections, router, transaction
 from django.db.models import QuerySet
@@ -19,11 +19,14 @@ from django.db.models import QuerySet
 from chatkit_django import models
 from chatkit_django.signals import thread_deleted
 
+if TYPE_CHECKING:
+    from chatkit_django.context import UserLike
+
 #: Threads deleted per transaction by ``delete_thread_queryset``.
 BATCH_SIZE = 200
 
 
-def delete_threads(thread_ids: Sequence[str], *, user: Any = None) -> int:
+def delete_threads(thread_ids: Sequence[str], *, user: UserLike | None = None) -> int:
     """Delete these threads, their items, feedback and attachments (bytes on commit).
 
     One transaction, a constant number of queries whatever the threads hold.
@@ -51,7 +54,7 @@ def delete_threads(thread_ids: Sequence[str], *, user: Any = None) -> int:
     return len(deleted)
 
 
-def send_thread_deleted_on_commit(thread_id: str, *, user: Any, using: str) -> None:
+def send_thread_deleted_on_commit(thread_id: str, *, user: UserLike | None, using: str) -> None:
     """Send ``thread_deleted`` once the current transaction on ``using`` commits.
 
     Receivers clean up elsewhere (search indexes, caches, files); a rolled-back delete must
@@ -83,7 +86,9 @@ def delete_items(
         )
 
 
-def iter_batches(queryset: QuerySet[Any], batch_size: int = BATCH_SIZE) -> Iterator[list[str]]:
+def iter_batches(
+    queryset: QuerySet[models.Thread], batch_size: int = BATCH_SIZE
+) -> Iterator[list[str]]:
     """Primary keys of ``queryset`` in batches, by keyset on pk (never all of them at once).
 
     Safe to delete each batch as it comes: the next batch starts after the last pk seen.
@@ -99,7 +104,7 @@ def iter_batches(queryset: QuerySet[Any], batch_size: int = BATCH_SIZE) -> Itera
 
 
 def delete_thread_queryset(
-    queryset: QuerySet[models.Thread], *, user: Any = None, batch_size: int = BATCH_SIZE
+    queryset: QuerySet[models.Thread], *, user: UserLike | None = None, batch_size: int = BATCH_SIZE
 ) -> int:
     """Delete every thread of ``queryset``, one transaction per batch; returns the count."""
     return sum(delete_threads(batch, user=user) for batch in iter_batches(queryset, batch_size))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from chatkit.widgets import WidgetRoot, WidgetTemplate
 from django.core.exceptions import ImproperlyConfigured, ValidationError
@@ -48,6 +48,9 @@ DEFAULT_PREVIEW_TEMPLATE = WidgetTemplate(
     }
 )
 
+if TYPE_CHECKING:
+    from chatkit_django.context import UserLike
+
 
 class EntitySource:
     """One kind of mentionable thing, backed by a model.
@@ -70,7 +73,7 @@ class EntitySource:
     interactive: ClassVar[bool] = True
     """Whether ChatKit.js asks for previews and reports clicks for these entities."""
 
-    def get_queryset(self, user: Any) -> models.QuerySet[Any]:
+    def get_queryset(self, user: UserLike) -> models.QuerySet[Any]:
         """The objects ``user`` may mention. Override to filter per user: the default is all."""
         if self.model is None:
             raise ImproperlyConfigured(
@@ -78,7 +81,7 @@ class EntitySource:
             )
         return self.model._default_manager.all()
 
-    def search(self, user: Any, query: str) -> models.QuerySet[Any]:
+    def search(self, user: UserLike, query: str) -> models.QuerySet[Any]:
         """Objects matching ``query``, in ``ordering``; an empty query matches everything."""
         queryset = self.get_queryset(user)
         if query:
@@ -154,7 +157,7 @@ class EntitySource:
                 return None
         return value
 
-    async def aget(self, user: Any, pk: str) -> models.Model | None:
+    async def aget(self, user: UserLike, pk: str) -> models.Model | None:
         """The object ``pk`` if ``user`` may see it, else ``None``."""
         queryset = self.get_queryset(user)
         value = self.clean_pk(pk, queryset)
@@ -191,7 +194,9 @@ def split_entity_id(entity_id: str) -> tuple[EntitySource, str] | None:
     return source, pk
 
 
-async def resolve_entity(entity_id: str, user: Any) -> tuple[EntitySource, models.Model] | None:
+async def resolve_entity(
+    entity_id: str, user: UserLike
+) -> tuple[EntitySource, models.Model] | None:
     """The source and object behind ``entity_id``, if it exists and ``user`` may see it."""
     found = split_entity_id(entity_id)
     if found is None:

@@ -66,7 +66,7 @@ class EntityView(AuthenticationMixin, View):
         """The throttles a request must pass once its user is known (DRF's hook)."""
         return [ChatKitThrottle(self.throttle_scope)]
 
-    async def get_user(self, request: HttpRequest) -> Any:
+    async def get_user(self, request: HttpRequest) -> UserLike:
         """The user whose entities are searched; raises ``AuthenticationError`` if none."""
         await self.authenticate(request)
         return request.user
@@ -105,7 +105,7 @@ class EntitySearchView(EntityView):
     def get_limit(self) -> int:
         return chatkit_settings.ENTITY_SEARCH_LIMIT
 
-    async def get(self, request: HttpRequest, user: Any) -> JsonResponse:
+    async def get(self, request: HttpRequest, user: UserLike) -> JsonResponse:
         query = request.GET.get("q", "").strip()
         if has_nul(query):
             return error_response(
@@ -143,7 +143,7 @@ class EntityPreviewView(EntityView):
     An entity the user may not see answers 404, exactly like one that does not exist.
     """
 
-    async def get(self, request: HttpRequest, user: Any) -> JsonResponse:
+    async def get(self, request: HttpRequest, user: UserLike) -> JsonResponse:
         entity_id = request.GET.get("id", "")
         if not entity_id:
             return error_response(_("Pass the entity id as ?id=."), "missing_id", 400)
