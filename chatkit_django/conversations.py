@@ -35,7 +35,9 @@ from chatkit.types import (
     ThreadMetadata,
     ThreadsAddUserMessageReq,
     ThreadsCreateReq,
+    ThreadStreamEvent,
     UserMessageInput,
+    UserMessageItem,
     UserMessageTextContent,
 )
 from django.contrib.auth import get_user_model
@@ -278,7 +280,9 @@ async def _forget_thread(server: ChatKitServer[Any], thread_id: str, context: An
         logger.exception("Could not delete the empty thread %s", thread_id)
 
 
-async def _no_answer(thread: ThreadMetadata, item: Any, context: Any) -> AsyncIterator[Any]:
+async def _no_answer(
+    thread: ThreadMetadata, item: UserMessageItem | None, context: Any
+) -> AsyncIterator[ThreadStreamEvent]:
     return
     yield  # an async generator that yields nothing
 
@@ -290,7 +294,7 @@ def _without_respond(server: ChatKitServer[Any]) -> ChatKitServer[Any]:
     the server is shared by every request of the process.
     """
     quiet = copy.copy(server)
-    quiet.respond = _no_answer  # type: ignore[method-assign]
+    quiet.respond = _no_answer  # type: ignore[method-assign, assignment]  # on the copy only
     return quiet
 
 

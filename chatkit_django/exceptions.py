@@ -160,7 +160,7 @@ class ConversationRefused(APIException):
     saved (``chatkit_django.conversations``). A DRF view that lets it through answers in the
     app's error shape."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
     default_detail = _("The conversation could not be started.")
     default_code = "conversation_refused"
 
