@@ -198,7 +198,7 @@ def item_markdown(item: ThreadItem) -> str:
     if isinstance(item, EndOfTurnItem):
         return ""
     # An item type of a newer SDK, unknown to this one (and to the type checker).
-    return f"### {_inline(item.type)} · {stamp}\n\n" + _fence(  # type: ignore[unreachable]
+    return f"### {_inline(item.type)} · {stamp}\n\n" + _fence(  # type: ignore[unreachable]  # see above
         ThreadItemAdapter.dump_python(item, mode="json")
     )
 

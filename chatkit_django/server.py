@@ -278,7 +278,7 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         await Feedback.objects.abulk_create(
             [
                 # The stubs type the user FK as the test project's model.
-                Feedback(thread_id=thread_id, item_id=pk, user=user, kind=feedback)  # type: ignore[misc]
+                Feedback(thread_id=thread_id, item_id=pk, user=user, kind=feedback)  # type: ignore[misc]  # see above
                 for pk in sorted(wanted)
             ],
             update_conflicts=True,

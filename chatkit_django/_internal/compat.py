@@ -74,9 +74,9 @@ def _no_response(request: HttpRequest) -> None:
 
 def csrf_failure(request: HttpRequest) -> str | None:
     """Why ``request`` fails Django's CSRF checks, or ``None`` when it passes."""
-    check = _CSRFCheck(_no_response)  # type: ignore[arg-type]
+    check = _CSRFCheck(_no_response)  # type: ignore[arg-type]  # DRF's CSRFCheck trick: no real view
     check.process_request(request)
-    return check.process_view(request, None, (), {})  # type: ignore[arg-type,return-value]
+    return check.process_view(request, None, (), {})  # type: ignore[arg-type,return-value]  # _reject gives the reason
 
 
 def lazy_value(obj: LazyObject[Any]) -> Any:
