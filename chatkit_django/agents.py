@@ -70,6 +70,7 @@ from chatkit_django.entities import (
 )
 from chatkit_django.exceptions import StoredFileTooLarge
 from chatkit_django.models import Attachment
+from chatkit_django.upload_limits import max_upload_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -143,11 +144,12 @@ def content_url(attachment_id: str) -> str:
     return reverse("chatkit:attachment-content", kwargs={"attachment_id": attachment_id})
 
 
-def presigned_url(storage: Storage, name: str, max_age: int) -> str | None:
-    """A short-lived URL the model can fetch ``name`` from, when the storage signs URLs."""
+def presigned_url(storage: Storage, name: str, max_age: int, mime_type: str) -> str | None:
+    """A short-lived URL the model can fetch ``name`` (of type ``mime_type``) from, when the
+    storage signs URLs."""
     if not can_presign(storage):
         return None  # local files give paths the model cannot fetch
-    if storage.size(name) > chatkit_settings.MAX_UPLOAD_BYTES:
+    if storage.size(name) > max_upload_bytes(mime_type):
         return None  # grown out of band: never handed out (reading it is refused too)
     url: str = storage.url(name, expire=max_age)
     return url
@@ -353,7 +355,7 @@ class DjangoThreadItemConverter(ThreadItemConverter):
         if chatkit_settings.IMAGE_INPUT_AS_URL and row.file.name:
             storage = self.attachments.get_storage(row.owner_id)
             url = await sync_to_async(presigned_url)(
-                storage, row.file.name, chatkit_settings.PREVIEW_URL_MAX_AGE
+                storage, row.file.name, chatkit_settings.PREVIEW_URL_MAX_AGE, row.mime_type
             )
             if url is not None:
                 return ResponseInputImageParam(type="input_image", detail="auto", image_url=url)

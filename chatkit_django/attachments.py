@@ -72,6 +72,7 @@ from chatkit_django.instances import (
     user_has_access,
 )
 from chatkit_django.models import Attachment as AttachmentRow
+from chatkit_django.upload_limits import max_upload_bytes, stored_file_too_large, upload_too_large
 
 if TYPE_CHECKING:
     from storages.backends.s3 import S3Storage
@@ -311,11 +312,8 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
                 "(see CHATKIT['ALLOWED_MIME_TYPES'])."
             )
         if size is not None:
-            if size > chatkit_settings.MAX_UPLOAD_BYTES:
-                raise exceptions.AttachmentTooLarge(
-                    f"The file is {size} bytes; the limit is "
-                    f"{chatkit_settings.MAX_UPLOAD_BYTES} (CHATKIT['MAX_UPLOAD_BYTES'])."
-                )
+            if size > max_upload_bytes(mime_type):
+                raise upload_too_large(mime_type, size)
             if size <= 0:
                 raise exceptions.EmptyFile
 
@@ -370,7 +368,7 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
             return storage.save(name, content, max_length=500)
         except UploadTooLarge:
             delete_stored(storage, name)
-            raise exceptions.AttachmentTooLarge from None
+            raise upload_too_large(mime_type) from None
         except Exception:
             logger.exception("Storing attachment bytes %r failed", name)
             delete_stored(storage, name)
@@ -383,12 +381,12 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
     def read_bytes(self, row: AttachmentRow, limit: int | None = None) -> bytes | None:
         """The stored bytes (at most ``limit``), or ``None`` when they are missing.
 
-        Never more than ``MAX_UPLOAD_BYTES``: a stored file grown past it (replaced out of
-        band) raises ``StoredFileTooLarge`` instead of being read whole.
+        Never more than ``MAX_UPLOAD_BYTES`` for the row's type: a stored file grown past it
+        (replaced out of band) raises ``StoredFileTooLarge`` instead of being read whole.
         """
         if not row.file.name:
             return None
-        cap = chatkit_settings.MAX_UPLOAD_BYTES
+        cap = max_upload_bytes(row.mime_type)
         size = cap + 1 if limit is None else min(limit, cap)
         try:
             content = read_start(self.get_storage(row.owner_id), row.file.name, size)
@@ -400,7 +398,7 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
             return None
         if len(content) > cap:
             logger.warning("Attachment %s is larger than MAX_UPLOAD_BYTES; not read", row.pk)
-            raise exceptions.StoredFileTooLarge
+            raise stored_file_too_large(row.mime_type)
         return content
 
     def delete_bytes(self, owner_id: Any, name: str) -> None:
@@ -568,14 +566,15 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
         self,
         attachment_id: str,
         claims: dict[str, Any],
-        read_content: Callable[[], Any],
+        read_content: Callable[[str], Any],
         request: HttpRequest | None,
     ) -> Attachment:
         """The bytes of a two-phase upload, for the holder of a valid token's ``claims``.
 
         The token is spent with one conditional UPDATE (its nonce must still be on the row),
-        so it works once across all processes and machines; ``read_content()`` then gives
-        the body (a multipart file, or a ``LimitedReader``). A failed upload gives the token
+        so it works once across all processes and machines; ``read_content(mime_type)`` then
+        gives the body (a multipart file, or a ``LimitedReader``), held to the limit for the
+        attachment's declared type (``upload_limits.max_upload_bytes``). A failed upload gives the token
         back, so the client may try again.
         """
         rows = AttachmentRow.objects.filter(pk=attachment_id, uploaded_at__isnull=True)
@@ -593,7 +592,7 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
             raise
 
     def store_pending_bytes(
-        self, attachment_id: str, read_content: Callable[[], Any], request: HttpRequest | None
+        self, attachment_id: str, read_content: Callable[[str], Any], request: HttpRequest | None
     ) -> Attachment:
         """Validate and save the bytes of a pending row, then mark it uploaded."""
         row = None
@@ -602,7 +601,7 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
         if row is None:  # deleted (attachments.delete) since the token was spent
             raise exceptions.NotFound
         mime_type = row.mime_type
-        content = read_content()
+        content = read_content(mime_type)
         head = getattr(content, "head", None)
         if head is None:  # a multipart file: its size is known before it is stored
             self.validate_metadata(mime_type, content.size)
@@ -635,7 +634,7 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
 
         A presigned PUT goes straight to S3, so the app learns of it only here. The object at
         the upload key is first copied server-side (no download) to a name of its own, which
-        no URL can write; the copy is then checked (``MAX_UPLOAD_BYTES``, declared type) and
+        no URL can write; the copy is then checked (its type's ``MAX_UPLOAD_BYTES``, declared type) and
         the row names it from now on. The upload key is deleted. The presigned URL stays
         valid until it expires, but what it writes later is never read.
         """
@@ -727,9 +726,9 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
 
     def check_presigned_upload(self, storage: Storage, row: AttachmentRow, name: str) -> int | None:
         """The size of the copied upload at ``name`` if it is acceptable (fits
-        ``MAX_UPLOAD_BYTES``, matches ``row``'s declared type), else ``None``."""
+        ``MAX_UPLOAD_BYTES`` for that type, matches it), else ``None``."""
         size = storage.size(name)
-        if not 0 < size <= chatkit_settings.MAX_UPLOAD_BYTES:
+        if not 0 < size <= max_upload_bytes(row.mime_type):
             return None
         if not bytes_match_type(row.mime_type, read_start(storage, name, SNIFF_BYTES)):
             return None

@@ -21,7 +21,7 @@ POSITIVE_NUMBERS = (
     "MAX_REQUEST_BYTES",
     "KEEPALIVE_SECONDS",
     "STREAM_BUFFER_BYTES",
-    "MAX_UPLOAD_BYTES",
+    "MAX_UPLOAD_BYTES",  # or a mapping of MIME patterns: see _check_upload_limits
     "UPLOAD_TOKEN_MAX_AGE",
     "PREVIEW_URL_MAX_AGE",
     "UNATTACHED_MAX_AGE",
@@ -79,6 +79,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
         value = user.get(key, DEFAULTS[key])
         if value is None and key in OPTIONAL_POSITIVE_NUMBERS:
             continue
+        if key == "MAX_UPLOAD_BYTES" and isinstance(value, dict):
+            continue
         kind, types = ("integer", int) if key in POSITIVE_INTEGERS else ("number", int | float)
         if isinstance(value, bool) or not isinstance(value, types) or value <= 0:
             errors.append(
@@ -87,6 +89,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                     id="chatkit_django.E005",
                 )
             )
+    errors.extend(_check_upload_limits(user.get("MAX_UPLOAD_BYTES", DEFAULTS["MAX_UPLOAD_BYTES"])))
     mime_types = user.get("ALLOWED_MIME_TYPES", DEFAULTS["ALLOWED_MIME_TYPES"])
     if not isinstance(mime_types, list | tuple) or not all(
         isinstance(m, str) and m.count("/") == 1 for m in mime_types
@@ -110,6 +113,53 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
     else:
         errors.extend(_check_attachment_urls(user))
     errors.extend(_check_throttles(user))
+    return errors
+
+
+def _check_upload_limits(value: Any) -> list[Error | Warning]:
+    """``MAX_UPLOAD_BYTES`` as a mapping: MIME patterns to positive whole numbers of bytes
+    (E040), with a ``"*"`` fallback (W040). A number is E005's, with the other sizes."""
+    from chatkit_django.upload_limits import (
+        DEFAULT_MAX_UPLOAD_BYTES,
+        is_valid_limit,
+        is_valid_pattern,
+        normalize_pattern,
+    )
+
+    if not isinstance(value, dict):
+        return []  # a number: E005's
+    problems = []
+    if not value:
+        problems.append("it is empty")
+    seen: dict[str, Any] = {}
+    for pattern, limit in value.items():
+        if not is_valid_pattern(pattern):
+            problems.append(f"{pattern!r} is not a MIME pattern ('type/subtype', 'type/*' or '*')")
+            continue
+        if not is_valid_limit(limit):
+            problems.append(f"the limit for {pattern!r} is {limit!r}, not a positive integer")
+        normalized = normalize_pattern(pattern)
+        if normalized in seen:
+            problems.append(f"{pattern!r} repeats {seen[normalized]!r}")
+        seen[normalized] = pattern
+    errors: list[Error | Warning] = [
+        Error(
+            f"CHATKIT['MAX_UPLOAD_BYTES']: {problem}.",
+            hint="Map MIME patterns to sizes in bytes, e.g. "
+            "{'image/*': 10 * 2**20, 'application/pdf': 25 * 2**20, '*': 5 * 2**20}.",
+            id="chatkit_django.E040",
+        )
+        for problem in problems
+    ]
+    if value and "*" not in seen:
+        errors.append(
+            Warning(
+                "CHATKIT['MAX_UPLOAD_BYTES'] has no '*' entry: files of a type no pattern "
+                f"matches are limited to the default, {DEFAULT_MAX_UPLOAD_BYTES} bytes.",
+                hint="Add a '*' entry with the limit for every other type.",
+                id="chatkit_django.W040",
+            )
+        )
     return errors
 
 

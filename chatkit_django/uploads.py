@@ -60,6 +60,12 @@ from chatkit_django.permissions import (
     user_has_access,
 )
 from chatkit_django.throttling import ChatKitThrottle
+from chatkit_django.upload_limits import (
+    largest_upload_bytes,
+    max_upload_bytes,
+    stored_file_too_large,
+    upload_too_large,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +111,10 @@ class AttachmentAPIView(APIView):
     def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
         # Before anything reads the body (DRF's CSRF check reads request.POST): the limit
         # must be the first upload handler to see the bytes.
-        self.upload_limit = LimitedUploadHandler(chatkit_settings.MAX_UPLOAD_BYTES, request)
+        # Until a file part says its type, the largest limit of any type; then that type's.
+        self.upload_limit = LimitedUploadHandler(
+            largest_upload_bytes(), request, limit_for=max_upload_bytes
+        )
         if not files_parsed(request):
             request.upload_handlers.insert(0, self.upload_limit)
         return super().initialize_request(request, *args, **kwargs)
@@ -114,18 +123,19 @@ class AttachmentAPIView(APIView):
         """The uploaded ``file`` part, or the right error."""
         upload = request.FILES.get("file")
         if self.upload_limit.exceeded:
-            raise exceptions.AttachmentTooLarge
+            raise upload_too_large(self.upload_limit.mime_type)
         if upload is None:
             raise exceptions.NoFile
         return upload
 
-    def check_content_length(self, request: Request) -> None:
+    def check_content_length(self, request: Request, mime_type: str) -> None:
+        """413 before a byte is read when the declared length is past ``mime_type``'s limit."""
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        if length > chatkit_settings.MAX_UPLOAD_BYTES:
-            raise exceptions.AttachmentTooLarge
+        if length > max_upload_bytes(mime_type):
+            raise upload_too_large(mime_type, length)
 
 
 class DirectUploadView(AttachmentAPIView):
@@ -179,8 +189,6 @@ class UploadTargetView(AttachmentAPIView):
 
     def receive(self, request: Request, attachment_id: str, *, multipart: bool) -> Response:
         claims = self.claim_token(request, attachment_id)
-        if not multipart:
-            self.check_content_length(request)
         attachment = self.get_attachment_store().receive_upload(
             attachment_id,
             claims,
@@ -189,11 +197,17 @@ class UploadTargetView(AttachmentAPIView):
         )
         return Response(attachment.model_dump(mode="json", context={"exclude_metadata": True}))
 
-    def read_content(self, request: Request, *, multipart: bool) -> Any:
-        """The body: the multipart ``file``, or the raw body read chunk by chunk."""
+    def read_content(self, request: Request, mime_type: str, *, multipart: bool) -> Any:
+        """The body, held to the limit for the attachment's declared ``mime_type`` (not the
+        part's): the multipart ``file``, or the raw body read chunk by chunk."""
+        limit = max_upload_bytes(mime_type)
         if multipart:
+            # The body is parsed on first access to request.FILES, below.
+            self.upload_limit.limit, self.upload_limit.limit_for = limit, None
+            self.upload_limit.mime_type = mime_type
             return self.multipart_file(request)
-        return LimitedReader(django_request(request), chatkit_settings.MAX_UPLOAD_BYTES)
+        self.check_content_length(request, mime_type)
+        return LimitedReader(django_request(request), limit)
 
 
 class AttachmentContentView(AttachmentAPIView):
@@ -256,7 +270,7 @@ class AttachmentContentView(AttachmentAPIView):
         return url
 
     def check_size(self, row: Attachment) -> int:
-        """The stored size; 409 past ``MAX_UPLOAD_BYTES``: the bytes were checked smaller, so
+        """The stored size; 409 past its type's ``MAX_UPLOAD_BYTES``: the bytes were checked smaller, so
         they were replaced out of band, and serving them whole is what the limit forbids."""
         storage = self.get_attachment_store().get_storage(row.owner_id)
         try:
@@ -265,8 +279,8 @@ class AttachmentContentView(AttachmentAPIView):
             # Missing bytes: FileNotFoundError, or the backend's own error (botocore's 404).
             logger.warning("Could not stat attachment bytes %r", row.file.name, exc_info=True)
             raise exceptions.NotFound from None
-        if size > chatkit_settings.MAX_UPLOAD_BYTES:
-            raise exceptions.StoredFileTooLarge
+        if size > max_upload_bytes(row.mime_type):
+            raise stored_file_too_large(row.mime_type)
         return size
 
     def serve(self, row: Attachment) -> HttpResponseBase:

@@ -212,6 +212,45 @@ def test_e005_attachments_per_message_is_a_positive_integer(value: Any) -> None:
     assert message.msg == f"CHATKIT[{key!r}] should be a positive integer, not {value!r}."
 
 
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ({}, "it is empty"),
+        ({"image": 5, "*": 5}, "'image' is not a MIME pattern ('type/subtype', 'type/*' or '*')"),
+        ({"image/*/x": 5, "*": 5}, "'image/*/x' is not a MIME pattern"),
+        ({"": 5, "*": 5}, "'' is not a MIME pattern"),
+        ({3: 5, "*": 5}, "3 is not a MIME pattern"),
+        ({"image/*": 0, "*": 5}, "the limit for 'image/*' is 0, not a positive integer"),
+        ({"image/*": -1, "*": 5}, "the limit for 'image/*' is -1, not a positive integer"),
+        ({"image/*": 2.5, "*": 5}, "the limit for 'image/*' is 2.5, not a positive integer"),
+        ({"image/*": "10MB", "*": 5}, "the limit for 'image/*' is '10MB', not a positive integer"),
+        ({"image/*": True, "*": 5}, "the limit for 'image/*' is True, not a positive integer"),
+        ({"image/*": 5, "IMAGE/*": 6, "*": 5}, "'IMAGE/*' repeats 'image/*'"),
+        ({"*": 5, "*/*": 6}, "'*/*' repeats '*'"),
+    ],
+)
+def test_e040_bad_upload_limits_mapping(value: Any, problem: str) -> None:
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "MAX_UPLOAD_BYTES": value}):
+        message = only(run_all())
+    assert message.id == "chatkit_django.E040"
+    assert message.msg.startswith(f"CHATKIT['MAX_UPLOAD_BYTES']: {problem}")
+    assert isinstance(message, checks.Error)
+
+
+def test_w040_upload_limits_mapping_without_a_fallback() -> None:
+    good = {"image/*": 10 * 2**20, "application/PDF": 25 * 2**20, "*/*": 5 * 2**20}
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "MAX_UPLOAD_BYTES": good}):
+        assert run_all() == []
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "MAX_UPLOAD_BYTES": {"image/*": 9}}):
+        message = only(run_all())
+    assert message.id == "chatkit_django.W040"
+    assert message.msg == (
+        "CHATKIT['MAX_UPLOAD_BYTES'] has no '*' entry: files of a type no pattern matches are "
+        "limited to the default, 20971520 bytes."
+    )
+    assert isinstance(message, checks.Warning)
+
+
 @pytest.mark.parametrize("value", ["image/png", ["image"], ["image/png", 3], ["a/b/c"]])
 def test_e006_bad_mime_types(value: Any) -> None:
     with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "ALLOWED_MIME_TYPES": value}):

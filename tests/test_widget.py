@@ -55,7 +55,10 @@ def test_options_from_the_template_context_are_merged_over_the_defaults():
     config = config_of(html, "side")["options"]
     assert config["theme"] == {"colorScheme": "dark"}
     assert config["history"] == {"enabled": False}
-    assert config["composer"] == {"attachments": {"enabled": True}, "dictation": {"enabled": True}}
+    assert config["composer"] == {
+        "attachments": {"enabled": True, "maxSize": 20 * 1024 * 1024},
+        "dictation": {"enabled": True},
+    }
     assert config["api"]["domainKey"] == "domain_pk_123"
     assert config["api"]["url"] == "/chatkit/"
     assert '<openai-chatkit id="side"' in html
@@ -117,3 +120,22 @@ def test_an_initial_thread_opens_that_thread():
         "{% chatkit_widget opts initial_thread='thr_1' %}", opts={"initialThread": "thr_2"}
     )
     assert config_of(html)["options"]["initialThread"] == "thr_2"
+
+
+def test_the_widget_passes_the_servers_upload_limits_to_chatkit_js(settings):
+    # One number: the same number. A mapping: the same patterns (lower case, "*/*" as
+    # ChatKit.js spells it, "*"), with the fallback written out when the setting has none.
+    settings.CHATKIT = {**settings.CHATKIT, "MAX_UPLOAD_BYTES": 1234}
+    config = config_of(render("{% chatkit_widget %}"))["options"]
+    assert config["composer"]["attachments"]["maxSize"] == 1234
+    limits = {"Image/*": 10 * 2**20, "application/pdf": 25 * 2**20, "*/*": 5 * 2**20}
+    settings.CHATKIT = {**settings.CHATKIT, "MAX_UPLOAD_BYTES": limits}
+    config = config_of(render("{% chatkit_widget upload_strategy='two_phase' %}"))["options"]
+    assert config["composer"]["attachments"]["maxSize"] == {
+        "image/*": 10 * 2**20,
+        "application/pdf": 25 * 2**20,
+        "*": 5 * 2**20,
+    }
+    settings.CHATKIT = {**settings.CHATKIT, "MAX_UPLOAD_BYTES": {"image/png": 100}}
+    config = config_of(render("{% chatkit_widget %}"))["options"]
+    assert config["composer"]["attachments"]["maxSize"] == {"image/png": 100, "*": 20 * 2**20}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mimetypes
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
@@ -151,15 +151,41 @@ class CappedFile:
 class LimitedUploadHandler(FileUploadHandler):
     """First in the upload handler chain: stops a multipart upload past ``limit`` bytes.
 
-    Django's own handlers then spool the accepted bytes to memory (small files) or a
-    temporary file, never the whole request in memory. The view reads ``exceeded``.
+    With ``limit_for``, each file part is held to ``limit_for(its type)`` instead, the type
+    being the part's declared one (else guessed from its name), as the direct upload view
+    reads it. Django's own handlers then spool the accepted bytes to memory (small files)
+    or a temporary file, never the whole request in memory. The view reads ``exceeded``
+    and ``mime_type`` (the type of the part that went past its limit).
     """
 
-    def __init__(self, limit: int, request: Any = None) -> None:
+    def __init__(
+        self,
+        limit: int,
+        request: Any = None,
+        limit_for: Callable[[str], int] | None = None,
+    ) -> None:
         super().__init__(request)
         self.limit = limit
+        self.limit_for = limit_for
+        self.mime_type = ""
         self.received = 0
         self.exceeded = False
+
+    def new_file(
+        self,
+        field_name: str,
+        file_name: str,
+        content_type: str,
+        content_length: int | None,
+        charset: str | None = None,
+        content_type_extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().new_file(
+            field_name, file_name, content_type, content_length, charset, content_type_extra
+        )
+        if self.limit_for is not None:
+            self.mime_type = normalize_mime(content_type) or guess_mime(file_name)
+            self.limit = self.limit_for(self.mime_type)
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         self.received += len(raw_data)

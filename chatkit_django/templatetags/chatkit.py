@@ -2,7 +2,8 @@
 
 The tag renders an ``<openai-chatkit>`` element, the ChatKit.js script from its CDN and a
 small script that calls ``setOptions()`` with the endpoint URL, a ``fetch`` that sends the
-CSRF token (the session is the credential), the upload strategy and, when the project serves
+CSRF token (the session is the credential), the upload strategy with the server's size limits
+(``composer.attachments.maxSize``, from ``CHATKIT['MAX_UPLOAD_BYTES']``) and, when the project serves
 them, the @-mention search and preview callbacks. ChatKit.js options from the template
 context are merged over those defaults.
 """
@@ -14,6 +15,8 @@ from typing import Any
 from django import template
 from django.middleware.csrf import get_token
 from django.urls import NoReverseMatch, reverse
+
+from chatkit_django.upload_limits import chatkit_js_max_size
 
 register = template.Library()
 
@@ -102,7 +105,8 @@ def chatkit_widget(
     elif upload_strategy == "two_phase":
         api["uploadStrategy"] = {"type": "two_phase"}
     if "uploadStrategy" in api:
-        defaults["composer"] = {"attachments": {"enabled": True}}
+        # The server's own limits, so ChatKit.js refuses what the server would (413).
+        defaults["composer"] = {"attachments": {"enabled": True, "maxSize": chatkit_js_max_size()}}
     return {
         "element_id": element_id,
         "config_id": f"{element_id}-config",
