@@ -81,6 +81,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CHATKIT = {
     "SERVER_CLASS": "example_project.demo.server.DemoServer",
     "ENTITY_SOURCES": ["example_project.demo.entities.ArticleSource"],
+    # Per-type upload limits; {% chatkit_widget %} passes the same ones to ChatKit.js.
+    "MAX_UPLOAD_BYTES": {
+        "image/*": 10 * 1024 * 1024,
+        "application/pdf": 25 * 1024 * 1024,
+        "*": 5 * 1024 * 1024,
+    },
     # --8<-- [start:throttles]
     # Per user (per address when anonymous), counted in CACHES["default"]: local memory in
     # the demo, so per process. With several workers, point THROTTLE_CACHE at Redis.

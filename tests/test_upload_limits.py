@@ -8,6 +8,8 @@ local disk and on S3 (moto). A 413 names the limit for the file's type.
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -222,3 +224,30 @@ def test_image_url_for_the_model_is_held_to_the_types_limit(
     assert model_input(user, row)["image_url"].startswith("http://127.0.0.1")
     settings.CHATKIT = {**settings.CHATKIT, "MAX_UPLOAD_BYTES": {"image/*": 1499, "*": 10**6}}
     assert "larger than the upload limit" in model_input(user, row)["text"]
+
+
+# -- the guide ----------------------------------------------------------------------------------
+
+
+def test_the_guides_per_type_example_passes_the_checks_and_means_what_it_says(settings):
+    from django.test import override_settings
+
+    from chatkit_django import checks as chatkit_checks
+    from chatkit_django.upload_limits import upload_too_large
+
+    guide = (Path(__file__).resolve().parent.parent / "docs/guides/attachments.md").read_text()
+    block = re.search(
+        r"```python\n(# settings.py: per-type upload limits\n.*?)```", guide, re.DOTALL
+    ).group(1)
+    namespace: dict[str, Any] = {}
+    exec(block, namespace)  # noqa: S102 - the guide's own settings snippet
+    chatkit = {**namespace["CHATKIT"], "SERVER_CLASS": "tests.testapp.server.EchoServer"}
+    with override_settings(CHATKIT=chatkit):
+        assert chatkit_checks.check_settings() == []
+        assert max_upload_bytes("image/png") == 10 * 2**20
+        assert max_upload_bytes("application/pdf") == 25 * 2**20
+        assert max_upload_bytes("text/plain") == 5 * 2**20
+        section = guide[guide.index("### Per-type size limits") :]
+        documented = json.loads(re.search(r"```json\n(.*?)```", section, re.DOTALL).group(1))
+        error = upload_too_large("image/png")
+        assert documented == {"detail": str(error.detail), "code": "attachment_too_large"}
