@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
 from chatkit.store import AttachmentStore, NotFoundError, Store
 from chatkit.types import (
+    AssistantMessageItem,
     AudioInput,
     ChatKitReq,
     ClientToolCallItem,
+    ErrorEvent,
     FeedbackKind,
     ItemsFeedbackReq,
     ItemsListReq,
     NonStreamingReq,
+    Page,
     StreamingReq,
     StructuredInputItem,
+    Thread,
+    ThreadCreatedEvent,
+    ThreadItemDoneEvent,
     ThreadMetadata,
     ThreadsAddClientToolOutputReq,
     ThreadsAddStructuredInputReq,
@@ -27,7 +35,9 @@ from chatkit.types import (
     ThreadsListReq,
     ThreadsRetryAfterItemReq,
     ThreadsSyncCustomActionReq,
+    ThreadStreamEvent,
     ThreadsUpdateReq,
+    ThreadUpdatedEvent,
     TranscriptionResult,
     UserMessageInput,
     UserMessageItem,
@@ -36,7 +46,11 @@ from chatkit.types import (
 from django.core.exceptions import PermissionDenied
 from pydantic import TypeAdapter
 
-from chatkit_django._internal.compat import process_non_streaming, process_streaming
+from chatkit_django._internal.compat import (
+    encode_event,
+    process_non_streaming,
+    process_streaming_events,
+)
 from chatkit_django._internal.nul import names_nothing
 from chatkit_django.attachments import DjangoAttachmentStore
 from chatkit_django.conf import chatkit_settings
@@ -49,6 +63,8 @@ if TYPE_CHECKING:
     from chatkit_django.agents import DjangoResponseStreamConverter, DjangoThreadItemConverter
 
 LoadThreadFor = Callable[[str, str, ChatKitContext], Awaitable[ThreadMetadata]]
+
+logger = logging.getLogger(__name__)
 
 #: Validates a request body into the SDK's ``ChatKitReq`` union. Built once: building one
 #: costs milliseconds of CPU, and the SDK's ``process()`` builds one per request.
@@ -65,6 +81,9 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
     #: this many (the client pages on with ``after``), one below 1 gets 1; none (or 0) gets
     #: the SDK's default of 20. A limit past any integer column would otherwise be a 500.
     max_page_size = 100
+
+    #: Longest title kept from ``title_thread()``; a longer one is cut.
+    max_title_length = 120
 
     def __init__(
         self,
@@ -102,9 +121,94 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
             request.params.limit = max(1, min(request.params.limit, self.max_page_size))
         if is_streaming_req(request):
             await self.check_streaming_request(request, context)
-            return StreamingResult(process_streaming(self, request, context))
+            return StreamingResult(self.stream(request, context))
         await self.check_non_streaming_request(request, context)
         return NonStreamingResult(await process_non_streaming(self, request, context))
+
+    async def stream(
+        self, request: StreamingReq, context: ChatKitContext
+    ) -> AsyncGenerator[bytes, None]:
+        """The SSE bytes of a streaming request: ``stream_events()``, encoded as the SDK does."""
+        try:
+            async for event in self.stream_events(request, context):
+                yield encode_event(self, event)
+        except asyncio.CancelledError:
+            raise  # a hang-up: the SDK's cancellation path already ran
+        except Exception:
+            logger.exception("Error while generating streamed response")
+            raise
+
+    async def stream_events(
+        self, request: StreamingReq, context: ChatKitContext
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        """The SDK's events for ``request``, then, after the answer to a user message in a
+        thread with no title, the thread named by ``title_thread()`` (``thread.updated``)."""
+        events = process_streaming_events(self, request, context)
+        if not isinstance(request, ThreadsCreateReq | ThreadsAddUserMessageReq) or (
+            # Not overridden: no title to ask for, so no thread to load.
+            type(self).title_thread is DjangoChatKitServer.title_thread
+        ):
+            async for event in events:
+                yield event
+            return
+        thread_id = getattr(request.params, "thread_id", None)
+        titled = message = answered = None
+        async for event in events:
+            if isinstance(event, ThreadCreatedEvent | ThreadUpdatedEvent):
+                thread_id, titled = event.thread.id, bool(event.thread.title)
+            elif isinstance(event, ThreadItemDoneEvent):
+                if isinstance(event.item, UserMessageItem):
+                    message = event.item
+                elif isinstance(event.item, AssistantMessageItem):
+                    answered = True
+            elif isinstance(event, ErrorEvent):
+                answered = False  # the answer failed: no title for it
+            yield event
+        if answered and message is not None and thread_id is not None and not titled:
+            async for event in self.name_thread(thread_id, message, context):
+                yield event
+
+    async def name_thread(
+        self, thread_id: str, item: UserMessageItem, context: ChatKitContext
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        """Ask ``title_thread()`` for a title, save it and tell the client. Any failure is
+        logged: the answer is already saved and sent, and the thread stays untitled."""
+        try:
+            thread = await self.store.load_thread(thread_id, context)
+            if thread.title:  # named meanwhile, by respond() or a rename
+                return
+            title = await self.title_thread(thread, item, context)
+            title = " ".join((title or "").split())[: self.max_title_length].strip()
+            if not title:
+                return
+            thread.title = title
+            await self.store.save_thread(thread, context)
+        except Exception:
+            logger.exception("Could not name thread %s", thread_id)
+            return
+        yield ThreadUpdatedEvent(
+            thread=Thread(
+                id=thread.id,
+                title=thread.title,
+                created_at=thread.created_at,
+                status=thread.status,
+                allowed_image_domains=thread.allowed_image_domains,
+                items=Page(),
+            )
+        )
+
+    async def title_thread(
+        self, thread: ThreadMetadata, item: UserMessageItem, context: ChatKitContext
+    ) -> str | None:
+        """A title for ``thread``, which has none, after the answer to its user message ``item``.
+
+        Override to name threads: the title is saved and sent to the client as
+        ``thread.updated`` at the end of the same stream, so ChatKit.js's history shows it
+        without a reload. ``None`` or ``""`` leaves the thread untitled; it is asked again
+        after the next answer. An exception is logged and never breaks the answer. Not
+        called when ``respond()`` titled the thread itself. By default, ``None``.
+        """
+        return None
 
     async def check_streaming_request(self, request: StreamingReq, context: ChatKitContext) -> None:
         """Load and check what a streaming request names, before its stream opens.

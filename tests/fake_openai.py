@@ -4,7 +4,8 @@ It speaks the few endpoints chatkit-django uses:
 
 - ``POST /v1/audio/transcriptions`` (multipart): answers ``{"text": ...}``, or a scripted error;
 - ``POST /v1/responses`` with ``stream: true``: streams a scripted Responses API turn as SSE
-  (a text message, optionally an image generation call), as the Agents SDK consumes it.
+  (a text message, optionally an image generation call), as the Agents SDK consumes it, or
+  answers a scripted error.
 
 Every request is recorded (path, headers, parsed body) so tests can assert what was sent.
 """
@@ -42,6 +43,8 @@ class ScriptedTurn:
     text: str = "Hello from the fake model."
     image_b64: str | None = None
     partial_images: list[str] = field(default_factory=list)
+    error: tuple[int, str] | None = None
+    """``(status, message)``: answer this error instead of a stream."""
 
 
 class FakeOpenAI:
@@ -140,6 +143,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def stream_response(self, request: dict[str, Any]) -> None:
         turn = self.fake.turns.pop(0) if self.fake.turns else ScriptedTurn()
+        if turn.error is not None:
+            status, message = turn.error
+            self.send_json(
+                status, {"error": {"message": message, "type": "server_error", "code": None}}
+            )
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")

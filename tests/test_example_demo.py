@@ -113,6 +113,33 @@ async def test_with_a_key_the_agent_answers_and_titles_the_thread(
     assert len(calls) == 2
     user_turns = [i for i in calls[0].json["input"] if i.get("role") == "user"]
     assert user_turns[0]["content"][0]["text"] == "Plan the launch party"
+    # The title: title_thread() asks a small model, once the answer is done.
+    assert calls[1].json["model"] == "gpt-4.1-nano"
+    assert calls[1].json["input"] == "Plan the launch party"
+    thread = await Thread.objects.aget(pk=events[0]["thread"]["id"])
+    assert thread.title == "Party plan"
+
+
+async def test_with_a_key_a_failing_title_call_leaves_the_answer_whole(
+    http: AsyncClient,
+    fake_openai: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    fake_openai.turns.extend(
+        [ScriptedTurn(text="Balloons first."), ScriptedTurn(error=(500, "title model down"))]
+    )
+    with caplog.at_level("ERROR", logger="chatkit_django.server"):
+        response = await post(http, create_req("Plan the launch party"))
+        events = parse_sse(await read_stream(response))
+    assert [e["type"] for e in events if e["type"] in ("error", "thread.updated")] == []
+    done = [e["item"] for e in events if e["type"] == "thread.item.done"]
+    assert done[-1]["content"][0]["text"] == "Balloons first."
+    thread = await Thread.objects.aget(pk=events[0]["thread"]["id"])
+    assert thread.title == ""
+    assert await thread.items.acount() == 2
+    assert any(r.message.startswith("Could not name thread") for r in caplog.records)
 
 
 async def test_the_tour_button_starts_an_answered_thread_and_the_page_opens_it(

@@ -21,7 +21,7 @@ from django.utils.functional import LazyObject, empty
 
 if TYPE_CHECKING:
     from chatkit.server import ChatKitServer
-    from chatkit.types import NonStreamingReq, StreamingReq
+    from chatkit.types import NonStreamingReq, StreamingReq, ThreadStreamEvent
     from django.core.files.storage import Storage
     from django.http import HttpRequest, StreamingHttpResponse
     from rest_framework.request import Request
@@ -44,11 +44,16 @@ class PrivateName:
 # -- the SDK ---------------------------------------------------------------------------------
 
 
-def process_streaming(
+def process_streaming_events(
     server: ChatKitServer[Any], request: StreamingReq, context: Any
-) -> AsyncGenerator[bytes, None]:
-    """The SDK's handler for a parsed streaming request (what its ``process()`` calls)."""
-    return server._process_streaming(request, context)
+) -> AsyncGenerator[ThreadStreamEvent, None]:
+    """The SDK's events for a parsed streaming request, before they become SSE bytes."""
+    return server._process_streaming_impl(request, context)
+
+
+def encode_event(server: ChatKitServer[Any], event: ThreadStreamEvent) -> bytes:
+    """One event as the SDK's ``process()`` sends it: an SSE ``data:`` line."""
+    return b"data: " + server._serialize(event) + b"\n\n"
 
 
 async def process_non_streaming(
@@ -150,10 +155,17 @@ def _drf_request() -> Any:
 PRIVATE_NAMES: tuple[PrivateName, ...] = (
     PrivateName(
         "chatkit.server.ChatKitServer",
-        "_process_streaming",
+        "_process_streaming_impl",
         _chatkit_server,
         ("self", "request", "context"),
-        "answering a request the endpoint already parsed (process_streaming)",
+        "the events of a streaming answer, to add the thread's title (process_streaming_events)",
+    ),
+    PrivateName(
+        "chatkit.server.ChatKitServer",
+        "_serialize",
+        _chatkit_server,
+        ("self", "obj"),
+        "encoding the events as the SDK does (encode_event)",
     ),
     PrivateName(
         "chatkit.server.ChatKitServer",

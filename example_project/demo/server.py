@@ -3,7 +3,8 @@
 Without ``OPENAI_API_KEY`` an offline responder streams a deterministic markdown reply word
 by word, echoing what it received (text, @-mentions, attachments, structured answers), so
 every part of the UI and the protocol can be tried with no network. With a key, an Agents SDK
-agent answers through the SDK's ``stream_agent_response``, and the first turn names the thread.
+agent answers through the SDK's ``stream_agent_response``. Either way ``title_thread`` names a
+new thread after its first answer (a small model with a key, the first words offline).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from chatkit_django.server import DjangoChatKitServer
 from example_project.demo.structured import survey_turn
 
 MODEL = "gpt-4.1-mini"
+TITLE_MODEL = "gpt-4.1-nano"  # a small model is enough for a title
 INSTRUCTIONS = """\
 You are the chatkit-django demo assistant. Answer briefly, in markdown.
 <ENTITY>...</ENTITY> blocks describe things the user @-mentioned; <ATTACHMENT> blocks hold
@@ -59,11 +61,13 @@ def offline_reply(message: UserMessageItem) -> str:
     return "\n".join(lines)
 
 
+def message_text(message: UserMessageItem) -> str:
+    return " ".join(c.text for c in message.content if isinstance(c, UserMessageTextContent))
+
+
 def title_from(message: UserMessageItem) -> str:
-    words = " ".join(
-        c.text for c in message.content if isinstance(c, UserMessageTextContent)
-    ).split()
-    return " ".join(words[:6]) or "New chat"
+    """The offline title: the first six words of the message."""
+    return " ".join(message_text(message).split()[:6]) or "New chat"
 
 
 class DemoServer(DjangoChatKitServer):
@@ -95,9 +99,6 @@ class DemoServer(DjangoChatKitServer):
             stream = self.offline_reply(thread, input_user_message, context)
         async for event in stream:
             yield event
-        if not thread.title:
-            # The SDK saves the thread and tells the client (thread.updated) when it changes.
-            thread.title = await self.generate_title(input_user_message)
 
     async def offline_reply(
         self, thread: ThreadMetadata, message: UserMessageItem, context: ChatKitContext
@@ -144,21 +145,28 @@ class DemoServer(DjangoChatKitServer):
         ):
             yield event
 
-    async def generate_title(self, message: UserMessageItem) -> str:
+    # --8<-- [start:title_thread]
+    async def title_thread(
+        self, thread: ThreadMetadata, item: UserMessageItem, context: ChatKitContext
+    ) -> str | None:
+        """Name a new thread after its first answer: a small model with a key, else the
+        first words of the message. A failure here is logged; the answer is not affected."""
         if not self.use_model():
-            return title_from(message)
+            return title_from(item)
         from chatkit_django.transcription import get_openai_client
 
         stream = await get_openai_client().responses.create(
-            model=MODEL,
+            model=TITLE_MODEL,
             instructions="Name this conversation in at most six words. No quotes.",
-            input=title_from(message),
+            input=message_text(item),
             stream=True,
         )
         parts = [
             event.delta async for event in stream if event.type == "response.output_text.delta"
         ]
-        return "".join(parts).strip()[:80] or title_from(message)
+        return "".join(parts).strip() or title_from(item)
+
+    # --8<-- [end:title_thread]
 
     async def transcribe(
         self, audio_input: AudioInput, context: ChatKitContext
