@@ -66,6 +66,13 @@ def free_port() -> int:
 
 @contextmanager
 def serve(app: str, env: dict[str, str]):
+    with serve_process(app, env) as (base, _):
+        yield base
+
+
+@contextmanager
+def serve_process(app: str, env: dict[str, str]):
+    """uvicorn serving ``app``; yields its base URL and its process."""
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -96,7 +103,7 @@ def serve(app: str, env: dict[str, str]):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{app} did not start") from None
                 time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -39,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "KEEPALIVE_SECONDS": 15.0,
     "RELEASE_CONNECTIONS_SECONDS": 1.0,
     "STREAM_BUFFER_BYTES": 64 * 1024,
+    "REQUEST_THREADS": 8,
     # Throttles (None: the scope is not throttled)
     "THROTTLE_RATES": {"respond": None, "upload": None, "transcribe": None, "other": None},
     "THROTTLE_CACHE": "default",

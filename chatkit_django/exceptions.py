@@ -26,6 +26,35 @@ def error_response(detail: StrOrPromise, code: str, status_code: int) -> JsonRes
     return JsonResponse({"detail": str(detail), "code": code}, status=status_code)
 
 
+#: ``Retry-After`` (seconds) of a ``server_busy`` answer.
+BUSY_RETRY_AFTER = 1
+
+
+def is_pool_exhausted(error: BaseException) -> bool:
+    """Whether ``error`` is psycopg's pool giving up (``PoolTimeout``), or Django's wrapper of it.
+
+    The pool waits its ``timeout`` for a free connection, then raises: the worker has more
+    requests to serve than database connections (see Deploy streaming).
+    """
+    try:
+        from psycopg_pool import PoolTimeout
+    except ImportError:  # no pool installed, no pool to exhaust
+        return False
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, PoolTimeout):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def server_busy_response() -> JsonResponse:
+    """503 ``server_busy`` with ``Retry-After``: no database connection was free in time."""
+    response = error_response(_("The server is busy. Try again in a moment."), "server_busy", 503)
+    response["Retry-After"] = str(BUSY_RETRY_AFTER)
+    return response
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, with the error ``code`` beside ``detail``.
 

@@ -23,16 +23,17 @@ from chatkit.store import NotFoundError
 from chatkit.types import ChatKitReq, ErrorEvent
 from django.core.exceptions import PermissionDenied
 from django.core.signals import got_request_exception
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from pydantic import ValidationError
 from rest_framework.exceptions import APIException
 
 from chatkit_django._internal.compat import streaming_iterator
+from chatkit_django.asgi import serves_on_shared_threads
 from chatkit_django.authentication import AuthenticationMixin
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.context import ChatKitContext, make_context
-from chatkit_django.exceptions import error_response
+from chatkit_django.exceptions import error_response, is_pool_exhausted, server_busy_response
 from chatkit_django.server import REQUEST_ADAPTER, DjangoChatKitServer, get_server
 from chatkit_django.throttling import ThrottledEndpointMixin
 
@@ -95,7 +96,12 @@ class ChatKitEndpointMixin(ThrottledEndpointMixin, AuthenticationMixin):
             )
             response["Allow"] = "POST"
             return response
-        refused = await self.check_authentication(request)
+        try:
+            refused = await self.check_authentication(request)
+        except DatabaseError as e:  # the session or a token, read from the database
+            if not is_pool_exhausted(e):
+                raise
+            return server_busy_response()
         if refused is not None:
             return refused
 
@@ -134,7 +140,9 @@ class ChatKitEndpointMixin(ThrottledEndpointMixin, AuthenticationMixin):
             # The SDK raises ValueError for requests that are well-formed but do not apply
             # (a sync action on a non-widget item, for instance).
             return error_response(str(e), "invalid_request", 400)
-        except Exception:  # noqa: BLE001 - logged with its traceback by server_error()
+        except Exception as e:  # noqa: BLE001 - logged with its traceback by server_error()
+            if is_pool_exhausted(e):
+                return server_busy_response()
             return await self.server_error(request, parsed)
 
         if isinstance(result, StreamingResult):
@@ -181,7 +189,11 @@ class ChatKitEndpointMixin(ThrottledEndpointMixin, AuthenticationMixin):
     def streaming_response(
         self, request: HttpRequest, result: StreamingResult, server: ChatKitServer[Any]
     ) -> StreamingHttpResponse:
-        release_every = self.get_release_connections_seconds()
+        # On chatkit_django.asgi's shared threads a connection belongs to a thread, not to
+        # this request: an idle stream holds none, and there is nothing to give back.
+        release_every = (
+            None if serves_on_shared_threads() else self.get_release_connections_seconds()
+        )
         events = sse_events(
             result,
             self.get_keepalive_seconds(),

@@ -22,6 +22,10 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: The process behind each base URL ``serving`` yields, while it runs (for its pid).
+PROCESSES: dict[str, subprocess.Popen[bytes]] = {}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -52,8 +56,11 @@ def serving(
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{name} did not start within 60 s") from None
                 time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        PROCESSES[url] = proc
+        yield url
     finally:
+        PROCESSES.pop(f"http://127.0.0.1:{port}", None)
         proc.terminate()
         try:
             proc.wait(timeout=10)

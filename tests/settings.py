@@ -53,6 +53,10 @@ if os.environ.get("CHATKIT_TEST_DB") == "postgres":
             "USER": os.environ.get("PGUSER", "postgres"),
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),
             "PORT": os.environ.get("PGPORT", "5432"),
+            # A live server process can be given psycopg's pool (tests/test_live_threads.py).
+            "OPTIONS": {"pool": json.loads(os.environ["CHATKIT_TEST_POOL"])}
+            if os.environ.get("CHATKIT_TEST_POOL")
+            else {},
         }
     }
 else:
@@ -83,6 +87,7 @@ CHATKIT = {
         if os.environ.get("CHATKIT_TEST_RELEASE") == "off"
         else float(os.environ.get("CHATKIT_TEST_RELEASE", "1"))
     ),
+    "REQUEST_THREADS": int(os.environ.get("CHATKIT_TEST_REQUEST_THREADS", "8")),
 }
 # A live server process can be given a throttle cache and rates (tests/test_live_throttling.py).
 if os.environ.get("CHATKIT_TEST_THROTTLE"):

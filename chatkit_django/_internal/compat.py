@@ -1,4 +1,4 @@
-"""Every private name of the SDK, Django, DRF or django-storages that chatkit_django relies on.
+"""Every private name of the SDK, asgiref, Django, DRF or django-storages that we rely on.
 
 Private names carry no compatibility promise, and version pins such as ``openai-chatkit<2``
 do not protect them: a patch release may rename one. So each is touched here and nowhere
@@ -6,7 +6,8 @@ else, behind a function named for what we need, and ``PRIVATE_NAMES`` lists them
 ``tests/test_compat.py`` checks that the installed versions still have every one (with the
 signature we call), and that no other module of the package reaches for a private name.
 
-Not listed: Django's documented underscore APIs (``Model._meta``, ``_default_manager``,
+Undocumented internals without an underscore (asgiref's ``context_to_thread_executor``) are
+treated the same way. Not listed: Django's documented underscore APIs (``Model._meta``, ``_default_manager``,
 ``_base_manager``), which are public despite the underscore.
 """
 
@@ -16,10 +17,14 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import SyncToAsync
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.functional import LazyObject, empty
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+    from asgiref.sync import ThreadSensitiveContext
     from chatkit.server import ChatKitServer
     from chatkit.types import NonStreamingReq, StreamingReq, ThreadStreamEvent
     from django.core.files.storage import Storage
@@ -61,6 +66,24 @@ async def process_non_streaming(
 ) -> bytes:
     """The SDK's handler for a parsed non-streaming request."""
     return await server._process_non_streaming(request, context)
+
+
+# -- asgiref ---------------------------------------------------------------------------------
+
+
+def borrow_thread(context: ThreadSensitiveContext, executor: Executor) -> None:
+    """Run ``context``'s thread-sensitive calls on ``executor`` (a single-thread executor).
+
+    asgiref keeps the executor of each ``ThreadSensitiveContext`` in this mapping and makes a
+    new single-thread one on the context's first call when there is none. (asgiref 3.13 takes
+    ``ThreadSensitiveContext(executor=...)``; this works with every version Django allows.)
+    """
+    SyncToAsync.context_to_thread_executor[context] = executor
+
+
+def return_thread(context: ThreadSensitiveContext) -> None:
+    """Undo ``borrow_thread`` before ``context`` exits, which shuts down its executor."""
+    SyncToAsync.context_to_thread_executor.pop(context, None)
 
 
 # -- Django ----------------------------------------------------------------------------------
@@ -153,6 +176,13 @@ def _drf_request() -> Any:
 
 
 PRIVATE_NAMES: tuple[PrivateName, ...] = (
+    PrivateName(
+        "asgiref.sync.SyncToAsync",
+        "context_to_thread_executor",
+        lambda: SyncToAsync,
+        None,
+        "running requests' sync code on shared threads (borrow_thread, chatkit_django.asgi)",
+    ),
     PrivateName(
         "chatkit.server.ChatKitServer",
         "_process_streaming_impl",
