@@ -66,8 +66,9 @@ async def open_streams(
 
         streams = [asyncio.create_task(one()) for _ in range(count)]
         waiting = asyncio.create_task(all_open.wait())
-        await asyncio.wait([waiting, *streams], return_when=asyncio.FIRST_EXCEPTION, timeout=60)
-        if not all_open.is_set():  # a stream failed: raise its error
+        # Until all are open, or one ends first (it failed: gather() raises its error).
+        await asyncio.wait([waiting, *streams], return_when=asyncio.FIRST_COMPLETED, timeout=60)
+        if not all_open.is_set():
             waiting.cancel()
             await asyncio.gather(*streams)
         threads = os_threads(base_url)
