@@ -30,7 +30,7 @@ POSITIVE_NUMBERS = (
     "ENTITY_SEARCH_LIMIT",
 )
 # Positive numbers that must be whole (counts).
-POSITIVE_INTEGERS = ("MAX_ATTACHMENTS_PER_MESSAGE",)
+POSITIVE_INTEGERS = ("MAX_ATTACHMENTS_PER_MESSAGE", "REQUEST_THREADS")
 # Positive numbers that may also be None (the feature off).
 OPTIONAL_POSITIVE_NUMBERS = ("RELEASE_CONNECTIONS_SECONDS",)
 
@@ -364,6 +364,39 @@ def check_deployment(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
                         id="chatkit_django.W002",
                     )
                 )
+    warnings.extend(_check_pool_size())
+    return warnings
+
+
+def _check_pool_size() -> list[Warning]:
+    """psycopg pools smaller than REQUEST_THREADS: each of chatkit_django.asgi's threads uses one."""
+    user = _user_settings()
+    threads = (
+        user.get("REQUEST_THREADS", DEFAULTS["REQUEST_THREADS"]) if isinstance(user, dict) else 0
+    )
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0:
+        return []  # E005
+    warnings = []
+    for alias, db in settings.DATABASES.items():
+        pool = (db.get("OPTIONS") or {}).get("pool")
+        if not pool or not db.get("ENGINE", "").endswith("postgresql"):
+            continue
+        options = pool if isinstance(pool, dict) else {}
+        # psycopg's defaults: min_size 4; max_size None, i.e. min_size.
+        size = options.get("max_size") or options.get("min_size", 4)
+        if isinstance(size, int) and size < threads:
+            warnings.append(
+                Warning(
+                    f"DATABASES[{alias!r}]'s connection pool holds at most {size} connections, "
+                    f"fewer than CHATKIT['REQUEST_THREADS'] ({threads}).",
+                    hint="Under chatkit_django.asgi each request thread may hold a connection, so "
+                    "requests would wait for one and answer 503 server_busy. Set "
+                    f"OPTIONS['pool']['max_size'] to {threads} or more (or lower "
+                    "REQUEST_THREADS); silence this if you do not serve with "
+                    "chatkit_django.asgi. See Deploy streaming.",
+                    id="chatkit_django.W040",
+                )
+            )
     return warnings
 
 

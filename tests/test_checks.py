@@ -483,3 +483,34 @@ def test_w030_unknown_throttle_scope() -> None:
     assert isinstance(message, checks.Warning)
     assert "'responds'" in message.msg
     assert message.hint.startswith("The scopes are: respond, upload, transcribe, other.")
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, "8", None, True])
+def test_e005_request_threads_is_a_positive_integer(value: Any) -> None:
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "REQUEST_THREADS": value}):
+        message = only(run_all())
+    assert message.id == "chatkit_django.E005"
+    assert message.msg == f"CHATKIT['REQUEST_THREADS'] should be a positive integer, not {value!r}."
+
+
+@pytest.mark.parametrize(
+    ("pool", "threads", "size"),
+    [(True, 8, 4), ({"min_size": 2}, 4, 2), ({"min_size": 2, "max_size": 6}, 8, 6)],
+)
+def test_w040_pool_smaller_than_request_threads(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, pool: Any, threads: int, size: int
+) -> None:
+    monkeypatch.setitem(settings.DATABASES["default"], "ENGINE", "django.db.backends.postgresql")
+    monkeypatch.setitem(settings.DATABASES["default"], "OPTIONS", {"pool": pool})
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "REQUEST_THREADS": threads}):
+        message = only(chatkit_checks.check_deployment())
+        monkeypatch.setitem(
+            settings.DATABASES["default"], "OPTIONS", {"pool": {"max_size": threads}}
+        )
+        assert chatkit_checks.check_deployment() == []
+    monkeypatch.undo()
+    assert message.id == "chatkit_django.W040"
+    assert message.msg == (
+        f"DATABASES['default']'s connection pool holds at most {size} connections, "
+        f"fewer than CHATKIT['REQUEST_THREADS'] ({threads})."
+    )
