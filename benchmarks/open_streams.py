@@ -236,19 +236,32 @@ def main() -> None:
             results[name].append(row)
             print(f"  {name}: {row}", file=sys.stderr)
 
+    print(table(results, apps, args))
+
+
+def number(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def table(results: dict[str, list[dict[str, float]]], apps: list[str], args: Any) -> str:
+    """Median of the rounds and their spread (min-max), one column per app."""
     db = os.environ.get("BENCH_DB", "sqlite")
-    print(
-        f"{args.open} streams arriving over {args.arrival:g} s, {args.deltas} deltas every "
-        f"{args.delay:g} s; cost: {args.cost_streams} streams x 0 and {args.cost_deltas} deltas"
-        f"; {args.rounds} rounds, {db}, uvicorn 1 worker each; median (min-max)"
-    )
-    print(f"{'':15}" + "".join(f"{name:>22}" for name in apps))
+    lines = [
+        (
+            f"{args.open} streams arriving over {args.arrival:g} s, {args.deltas} deltas every "
+            f"{args.delay:g} s; cost: {args.cost_streams} streams x 0 and {args.cost_deltas} deltas"
+            f"; {args.rounds} rounds, {db}, uvicorn 1 worker each; median (min-max)"
+        ),
+        f"{'':15}" + "".join(f"{name:>24}" for name in apps),
+    ]
     for key in results[apps[0]][0]:
         cells = []
         for name in apps:
             values = [r[key] for r in results[name]]
-            cells.append(f"{statistics.median(values):.4g} ({min(values):.3g}-{max(values):.3g})")
-        print(f"{key:15}" + "".join(f"{c:>22}" for c in cells))
+            median, low, high = statistics.median(values), min(values), max(values)
+            cells.append(f"{number(median)} ({number(low)}-{number(high)})")
+        lines.append(f"{key:15}" + "".join(f"{c:>24}" for c in cells))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
