@@ -72,7 +72,7 @@ async def open_streams(
             waiting.cancel()
             await asyncio.gather(*streams)
         threads = os_threads(base_url)
-        gate.touch()
+        gate.touch()  # noqa: ASYNC240 - one syscall, the test process's own loop
         return threads, await asyncio.gather(*streams)
 
 
