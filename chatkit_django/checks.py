@@ -376,10 +376,12 @@ def _check_pool_size() -> list[Warning]:
     )
     if isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0:
         return []  # E005
-    warnings = []
+    warnings: list[Warning] = []
     for alias, db in settings.DATABASES.items():
-        pool = (db.get("OPTIONS") or {}).get("pool")
-        if not pool or not db.get("ENGINE", "").endswith("postgresql"):
+        options_: dict[str, Any] = db.get("OPTIONS") or {}  # type: ignore[assignment]  # loose stubs
+        engine: str = db.get("ENGINE", "")  # type: ignore[assignment]  # loose stubs
+        pool = options_.get("pool")
+        if not pool or not engine.endswith("postgresql"):
             continue
         options = pool if isinstance(pool, dict) else {}
         # psycopg's defaults: min_size 4; max_size None, i.e. min_size.

@@ -137,6 +137,7 @@ class ChatKitSettings:
     KEEPALIVE_SECONDS: float
     RELEASE_CONNECTIONS_SECONDS: float
     STREAM_BUFFER_BYTES: int
+    REQUEST_THREADS: int
     THROTTLE_RATES: dict[str, str | None]
     THROTTLE_CACHE: str
     STORAGE_ALIAS: str | None
