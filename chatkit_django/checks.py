@@ -396,7 +396,7 @@ def _check_pool_size() -> list[Warning]:
                     f"OPTIONS['pool']['max_size'] to {threads} or more (or lower "
                     "REQUEST_THREADS); silence this if you do not serve with "
                     "chatkit_django.asgi. See Deploy streaming.",
-                    id="chatkit_django.W040",
+                    id="chatkit_django.W050",
                 )
             )
     return warnings

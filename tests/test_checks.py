@@ -497,7 +497,7 @@ def test_e005_request_threads_is_a_positive_integer(value: Any) -> None:
     ("pool", "threads", "size"),
     [(True, 8, 4), ({"min_size": 2}, 4, 2), ({"min_size": 2, "max_size": 6}, 8, 6)],
 )
-def test_w040_pool_smaller_than_request_threads(
+def test_w050_pool_smaller_than_request_threads(
     settings: Any, monkeypatch: pytest.MonkeyPatch, pool: Any, threads: int, size: int
 ) -> None:
     monkeypatch.setitem(settings.DATABASES["default"], "ENGINE", "django.db.backends.postgresql")
@@ -509,7 +509,7 @@ def test_w040_pool_smaller_than_request_threads(
         )
         assert chatkit_checks.check_deployment() == []
     monkeypatch.undo()
-    assert message.id == "chatkit_django.W040"
+    assert message.id == "chatkit_django.W050"
     assert message.msg == (
         f"DATABASES['default']'s connection pool holds at most {size} connections, "
         f"fewer than CHATKIT['REQUEST_THREADS'] ({threads})."
