@@ -28,11 +28,13 @@ POSITIVE_NUMBERS = (
     "MAX_TRANSCRIPTION_BYTES",
     "ATTACHMENT_TEXT_MAX_CHARS",
     "ENTITY_SEARCH_LIMIT",
+    "BACKGROUND_MAX_SECONDS",
 )
 # Positive numbers that must be whole (counts).
 POSITIVE_INTEGERS = ("MAX_ATTACHMENTS_PER_MESSAGE", "REQUEST_THREADS")
 # Positive numbers that may also be None (the feature off).
-OPTIONAL_POSITIVE_NUMBERS = ("RELEASE_CONNECTIONS_SECONDS",)
+OPTIONAL_POSITIVE_NUMBERS = ("RELEASE_CONNECTIONS_SECONDS", "PARTIAL_SAVE_SECONDS")
+ON_DISCONNECT_CHOICES = ("cancel", "finish")
 
 
 def _user_settings() -> Any:
@@ -113,6 +115,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
     else:
         errors.extend(_check_attachment_urls(user))
     errors.extend(_check_throttles(user))
+    on_disconnect = user.get("ON_DISCONNECT", DEFAULTS["ON_DISCONNECT"])
+    if on_disconnect not in ON_DISCONNECT_CHOICES:
+        errors.append(
+            Error(
+                f"CHATKIT['ON_DISCONNECT'] should be 'cancel' or 'finish', not {on_disconnect!r}.",
+                hint="'cancel' stops the answer when the client goes away, 'finish' finishes "
+                "it in the background.",
+                id="chatkit_django.E011",
+            )
+        )
     return errors
 
 

@@ -40,6 +40,10 @@ DEFAULTS: dict[str, Any] = {
     "RELEASE_CONNECTIONS_SECONDS": 1.0,
     "STREAM_BUFFER_BYTES": 64 * 1024,
     "REQUEST_THREADS": 8,
+    # Answers that outlive the connection (see chatkit_django.background)
+    "ON_DISCONNECT": "cancel",
+    "PARTIAL_SAVE_SECONDS": 2.0,
+    "BACKGROUND_MAX_SECONDS": 600.0,
     # Throttles (None: the scope is not throttled)
     "THROTTLE_RATES": {"respond": None, "upload": None, "transcribe": None, "other": None},
     "THROTTLE_CACHE": "default",

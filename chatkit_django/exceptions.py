@@ -217,3 +217,11 @@ class UnknownThread(ConversationRefused):
     status_code = status.HTTP_404_NOT_FOUND
     default_detail = _("No such thread for this user.")
     default_code = "thread_not_found"
+
+
+class AnswerInProgress(APIException):
+    """The thread's last answer is still running in the background (``ON_DISCONNECT``)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = _("This thread is still answering; send again once the answer is done.")
+    default_code = "answer_in_progress"

@@ -53,9 +53,15 @@ from chatkit_django._internal.compat import (
 )
 from chatkit_django._internal.nul import names_nothing
 from chatkit_django.attachments import DjangoAttachmentStore
+from chatkit_django.background import answering
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.context import ChatKitContext
-from chatkit_django.exceptions import AlreadyAnswered, InvalidAttachments, ThreadNotActive
+from chatkit_django.exceptions import (
+    AlreadyAnswered,
+    AnswerInProgress,
+    InvalidAttachments,
+    ThreadNotActive,
+)
 from chatkit_django.instances import get_server
 from chatkit_django.models import Feedback, ThreadItem
 
@@ -228,6 +234,7 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         thread = await self.load_thread_for(thread_id, "change", context)
         if not isinstance(request, ThreadsCustomActionReq):
             self.check_thread_takes_input(thread)
+            self.check_no_answer_running(thread)
         if isinstance(request, ThreadsAddUserMessageReq):
             await self.check_user_message_input(request.params.input, context, thread_id)
         elif isinstance(request, ThreadsAddStructuredInputReq):
@@ -297,6 +304,15 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
             f"Thread {thread.id} is {status.type}{reason}: it takes no new input.",
             code=f"thread_{status.type}",
         )
+
+    def check_no_answer_running(self, thread: ThreadMetadata) -> None:
+        """Refuse new input (409 ``answer_in_progress``) while the thread's last answer is
+        still running in this process (``ON_DISCONNECT = "finish"``, after a hang-up or in
+        another tab): two answers at once would interleave in the thread."""
+        if answering(thread.id):
+            raise AnswerInProgress(
+                f"Thread {thread.id} is still answering; send again once the answer is done."
+            )
 
     async def check_user_message_input(
         self, user_input: UserMessageInput, context: ChatKitContext, thread_id: str | None = None

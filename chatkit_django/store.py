@@ -8,6 +8,7 @@ exactly like rows that do not exist: loads raise ``NotFoundError``, listings lea
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Collection, Sequence
@@ -61,6 +62,9 @@ ThreadItemAdapter: TypeAdapter[ThreadItem] = TypeAdapter(ThreadItem)
 
 #: Key of the mark ``claim_pending_item`` puts in a pending item's ``data``.
 ANSWERING_KEY = "chatkit_django_answering"
+#: Marks an item saved while its answer was still running (``save_partial_item``); the SDK's
+#: models ignore it on load. Adding the item later replaces such a copy.
+PARTIAL_KEY = "chatkit_django_partial"
 #: Columns ``load_attachment`` reads (the upload confirmation needs the last four).
 ATTACHMENT_LOAD_FIELDS = ("owner_id", "data", "uploaded_at", "file", "upload_nonce", "mime_type")
 AttachmentAdapter: TypeAdapter[Attachment] = TypeAdapter(Attachment)
@@ -385,6 +389,12 @@ class DjangoStore(Store[ChatKitContext]):
         if stored is None:
             # The id is taken by an item of another thread.
             raise NotFoundError(f"Item {item.id} not found in thread {thread_id}")
+        if PARTIAL_KEY in stored:
+            # A copy saved while the answer ran (save_partial_item): the added item is newer.
+            await self.item_model.objects.filter(
+                pk=item.id, thread_id=thread_id, data__has_key=PARTIAL_KEY
+            ).aupdate(**fields)
+            return
         if stored != fields["data"]:
             logger.warning(
                 "Item %s of thread %s was added again with other content; the stored item "
@@ -414,6 +424,34 @@ class DjangoStore(Store[ChatKitContext]):
             # A concurrent save inserted it first: update that row (or, if the id belongs
             # to another thread, report it as not found).
             await self._update_item(thread_id, item.id, fields)
+
+    async def save_partial_item(
+        self, thread_id: str, item: ThreadItem, context: ChatKitContext
+    ) -> None:
+        """Save an item whose answer is still running, so that a reload shows it so far.
+
+        The copy is marked (``PARTIAL_KEY``): only a marked copy is updated, and the item's
+        final version (``add_thread_item`` once it is done, or the SDK's cancellation
+        handling) replaces it. A partial save that comes after the final version changes
+        nothing, so the two may race.
+        """
+        await self._touch_thread(thread_id, context)
+        fields = self.item_fields(without_nul(item))
+        fields["data"][PARTIAL_KEY] = True
+        if await self.item_model.objects.filter(
+            pk=item.id, thread_id=thread_id, data__has_key=PARTIAL_KEY
+        ).aupdate(**fields):
+            return
+        with contextlib.suppress(IntegrityError):  # the final version is stored already
+            await _insert(
+                self.item_model,
+                id=item.id,
+                thread_id=thread_id,
+                created_at=ordering_datetime(item.created_at),
+                seq=next_seq(),
+                author=self.item_author(item, context),
+                **fields,
+            )
 
     async def _update_item(self, thread_id: str, item_id: str, fields: dict[str, Any]) -> None:
         if not await self.item_model.objects.filter(pk=item_id, thread_id=thread_id).aupdate(

@@ -31,6 +31,7 @@ from rest_framework.exceptions import APIException
 from chatkit_django._internal.compat import streaming_iterator
 from chatkit_django.asgi import serves_on_shared_threads
 from chatkit_django.authentication import AuthenticationMixin
+from chatkit_django.background import AnswerKeeper, get_answer_keeper
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.context import ChatKitContext, make_context
 from chatkit_django.exceptions import error_response, is_pool_exhausted, server_busy_response
@@ -146,7 +147,8 @@ class ChatKitEndpointMixin(ThrottledEndpointMixin, AuthenticationMixin):
             return await self.server_error(request, parsed)
 
         if isinstance(result, StreamingResult):
-            return self.streaming_response(request, result, server)
+            keeper = get_answer_keeper(server, context, getattr(parsed.params, "thread_id", None))
+            return self.streaming_response(request, result, server, keeper)
         return HttpResponse(result.json, content_type="application/json")
 
     async def server_error(self, request: HttpRequest, parsed: ChatKitReq) -> HttpResponse:
@@ -187,20 +189,27 @@ class ChatKitEndpointMixin(ThrottledEndpointMixin, AuthenticationMixin):
         return None if len(body) > limit else body
 
     def streaming_response(
-        self, request: HttpRequest, result: StreamingResult, server: ChatKitServer[Any]
+        self,
+        request: HttpRequest,
+        result: StreamingResult,
+        server: ChatKitServer[Any],
+        keeper: AnswerKeeper | None = None,
     ) -> StreamingHttpResponse:
+        """The SSE response; with a ``keeper`` (``ON_DISCONNECT = "finish"``) a hang-up
+        leaves the answer running (see ``chatkit_django.background``)."""
         # On chatkit_django.asgi's shared threads a connection belongs to a thread, not to
         # this request: an idle stream holds none, and there is nothing to give back.
         release_every = (
             None if serves_on_shared_threads() else self.get_release_connections_seconds()
         )
         events = sse_events(
-            result,
+            keeper.watch(result.json_events) if keeper is not None else result,
             self.get_keepalive_seconds(),
             release=self.release_connections if release_every else None,
             release_every=release_every,
             max_buffer=self.get_stream_buffer_bytes(),
             shield_until=INPUT_STORED,
+            keeper=keeper,
         )
         response = EventStreamResponse(events, content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
@@ -267,6 +276,7 @@ async def sse_events(
     *,
     max_buffer: int | None = None,
     shield_until: bytes | None = None,
+    keeper: AnswerKeeper | None = None,
 ) -> AsyncIterator[bytes]:
     """The SDK's SSE bytes, with a keep-alive comment after ``keepalive`` seconds of silence.
 
@@ -286,6 +296,9 @@ async def sse_events(
     request's input, and a hang-up must not lose the user's message or leave a thread
     without it. A producer waiting for buffer space is woken first, so that its
     cancellation, too, lands inside the SDK.
+
+    With a ``keeper`` the producer runs under ``keeper.own()`` and a hang-up cancels nothing:
+    the producer reads on, dropping the events, and ``keeper.detach()`` takes it over.
 
     This runs once per event, so it waits on bare futures and keeps one timer per stream
     rather than ``asyncio.Queue`` and ``asyncio.timeout()``, which cost several times more.
@@ -356,7 +369,7 @@ async def sse_events(
         _wake(waiter)
         release_timer = loop.call_later(release_every, call_for_release)  # type: ignore[arg-type]  # armed only when set
 
-    producer = asyncio.create_task(produce())
+    producer = asyncio.create_task(keeper.own(produce()) if keeper is not None else produce())
     timer = loop.call_at(last_write + keepalive, check_silence)
     if release is not None and release_every:
         release_timer = loop.call_later(release_every, call_for_release)
@@ -406,10 +419,15 @@ async def sse_events(
             buffer.clear()
             if shielded:
                 logger.debug("The client went away before its input was stored; storing it")
-            if space is not None:
-                _wake(space)  # it stops itself once it is back inside the SDK
-            elif not shielded:
-                stopping = True
-                producer.cancel()
-            # Let the SDK store the input, or finish its cancellation handling, before we go.
-            await asyncio.wait({producer})
+            if keeper is not None:
+                stopping = True  # it never cancels itself: the answer runs to its end
+                _wake(space)
+                keeper.detach(producer)
+            else:
+                if space is not None:
+                    _wake(space)  # it stops itself once it is back inside the SDK
+                elif not shielded:
+                    stopping = True
+                    producer.cancel()
+                # Let the SDK store the input, or finish its cancellation handling, first.
+                await asyncio.wait({producer})

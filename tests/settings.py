@@ -89,6 +89,9 @@ CHATKIT = {
     ),
     "REQUEST_THREADS": int(os.environ.get("CHATKIT_TEST_REQUEST_THREADS", "8")),
 }
+# A live server process can be given more CHATKIT keys (tests/test_live_background.py).
+if os.environ.get("CHATKIT_TEST_SETTINGS"):
+    CHATKIT.update(json.loads(os.environ["CHATKIT_TEST_SETTINGS"]))
 # A live server process can be given a throttle cache and rates (tests/test_live_throttling.py).
 if os.environ.get("CHATKIT_TEST_THROTTLE"):
     _throttle = json.loads(os.environ["CHATKIT_TEST_THROTTLE"])

@@ -68,6 +68,12 @@ async def process_non_streaming(
     return await server._process_non_streaming(request, context)
 
 
+def apply_item_update(server: ChatKitServer[Any], pending: dict[str, Any], event: Any) -> None:
+    """Apply a ``ThreadItemUpdatedEvent`` to the matching item of ``pending`` (by id), as the
+    SDK keeps its own copies of unfinished items up to date."""
+    server._update_pending_items(pending, event)
+
+
 # -- asgiref ---------------------------------------------------------------------------------
 
 
@@ -203,6 +209,13 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
         _chatkit_server,
         ("self", "request", "context"),
         "answering a request the endpoint already parsed (process_non_streaming)",
+    ),
+    PrivateName(
+        "chatkit.server.ChatKitServer",
+        "_update_pending_items",
+        _chatkit_server,
+        ("self", "pending_items", "event"),
+        "the text so far of an answer still running, for partial saves (apply_item_update)",
     ),
     PrivateName(
         "django.middleware.csrf.CsrfViewMiddleware",

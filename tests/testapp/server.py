@@ -315,3 +315,55 @@ class HangUpServer(ScriptedServer):
     ) -> None:
         await super().handle_stream_cancelled(thread, pending_items, context)
         mark("finished", thread.id)
+
+
+class _BackgroundReports(logging.Handler):
+    """Marks for ``FinishingServer``'s tests, from what ``chatkit_django.background`` logs:
+    ``detached`` (the number of background answers then) and ``ended``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from chatkit_django import background
+
+        message = record.getMessage()
+        if message.startswith("The client went away; finishing"):
+            mark("detached", str(background.running()))
+        elif message.startswith("Background answer") and message.endswith("ended"):
+            mark("ended", str(background.running()))
+
+
+class FinishingServer(ScriptedServer):
+    """``ScriptedServer`` that reports, as files in ``CHATKIT_TEST_HANGUP_DIR``, when an answer
+    goes to the background and when it ends (for ``ON_DISCONNECT = "finish"``).
+
+    One more command: ``gatefail <path>`` streams "partial ", waits for the file ``<path>``,
+    then raises.
+    """
+
+    async def respond(self, thread, input_user_message, context):
+        text = item_preview(input_user_message) if input_user_message else ""
+        command, _, arg = text.partition(" ")
+        if command != "gatefail":
+            async for event in super().respond(thread, input_user_message, context):
+                yield event
+            return
+        async for event in super().respond(
+            thread,
+            input_user_message.model_copy(
+                update={
+                    "content": [
+                        input_user_message.content[0].model_copy(update={"text": f"gate {arg}"})
+                    ]
+                }
+            ),
+            context,
+        ):
+            if isinstance(event, ThreadItemDoneEvent):
+                raise RuntimeError("the responder broke after the gate")  # noqa: TRY004
+            yield event
+
+    def __init__(self) -> None:
+        super().__init__()
+        logger = logging.getLogger("chatkit_django.background")
+        if not any(isinstance(h, _BackgroundReports) for h in logger.handlers):
+            logger.addHandler(_BackgroundReports())
+            logger.setLevel(logging.INFO)
