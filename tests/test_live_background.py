@@ -145,8 +145,19 @@ def test_a_background_answer_past_its_time_is_saved_as_partial(
     assert ThreadItem.objects.filter(thread_id=thread_id, type="sdk_hidden_context").count() == 1
 
 
+SERVERS = {
+    "uvicorn": ["-m", "uvicorn", "tests.asgi:application", "--host", "127.0.0.1", "--port"],
+    "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p"],
+}
+APP_ARGS = {
+    "uvicorn": ["--lifespan", "off", "--log-level", "warning"],
+    "daphne": ["tests.asgi:application"],
+}
+
+
+@pytest.mark.parametrize("asgi_server", sorted(SERVERS))
 def test_sigterm_saves_background_answers_before_the_server_stops(
-    live_server_factory, session, tmp_path
+    live_server_factory, session, tmp_path, asgi_server
 ):
     _, cookies, headers = session
     port = free_port()
@@ -157,15 +168,14 @@ def test_sigterm_saves_background_answers_before_the_server_stops(
         "PYTHONDEVMODE": "0",
         **finish_env(tmp_path, PARTIAL_SAVE_SECONDS=None),
     }
-    args = ["-m", "uvicorn", "tests.asgi:application", "--host", "127.0.0.1"]
-    args += ["--port", str(port), "--lifespan", "off", "--log-level", "warning"]
+    args = [*SERVERS[asgi_server], str(port), *APP_ARGS[asgi_server]]
     proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env)
     try:
         with serving_process(proc, port) as base:
             thread_id = start_and_hang_up(base, cookies, headers, f"gate {tmp_path / 'never'}")
             wait_for_mark(tmp_path, "detached")
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=30) == -signal.SIGTERM  # uvicorn's own way out
+            proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
