@@ -97,4 +97,11 @@ CHATKIT = {
         "other": None,  # lists, loads, renames, deletes, feedback...: not throttled
     },
     # --8<-- [end:throttles]
+    # --8<-- [start:background-answers]
+    # A closed tab or a reload does not stop the answer: it finishes in the background and
+    # is saved; the message so far is saved every 2 s, so a reload shows it while it runs.
+    "ON_DISCONNECT": "finish",
+    "PARTIAL_SAVE_SECONDS": 2.0,
+    "BACKGROUND_MAX_SECONDS": 600.0,  # then it is cancelled, and saved as it is
+    # --8<-- [end:background-answers]
 }

@@ -201,6 +201,37 @@ def test_e005_release_interval_is_a_positive_number_or_none(value: Any) -> None:
     assert message.msg == f"CHATKIT[{key!r}] should be a positive number, not {value!r}."
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("PARTIAL_SAVE_SECONDS", 0),
+        ("PARTIAL_SAVE_SECONDS", "2"),
+        ("BACKGROUND_MAX_SECONDS", None),
+        ("BACKGROUND_MAX_SECONDS", -1),
+    ],
+)
+def test_e005_background_answer_times(key: str, value: Any) -> None:
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "PARTIAL_SAVE_SECONDS": None}):
+        assert run_all() == []
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, key: value}):
+        message = only(run_all())
+    assert message.id == "chatkit_django.E005"
+    assert message.msg == f"CHATKIT[{key!r}] should be a positive number, not {value!r}."
+
+
+@pytest.mark.parametrize("value", ["finsh", "", None, True])
+def test_e011_on_disconnect_is_cancel_or_finish(value: Any) -> None:
+    for good in ("cancel", "finish"):
+        with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "ON_DISCONNECT": good}):
+            assert run_all() == []
+    with override_settings(CHATKIT={"SERVER_CLASS": ECHO, "ON_DISCONNECT": value}):
+        message = only(run_all())
+    assert message.id == "chatkit_django.E011"
+    assert message.msg == (
+        f"CHATKIT['ON_DISCONNECT'] should be 'cancel' or 'finish', not {value!r}."
+    )
+
+
 @pytest.mark.parametrize("value", [0, -1, 2.5, "10", None, True])
 def test_e005_attachments_per_message_is_a_positive_integer(value: Any) -> None:
     key = "MAX_ATTACHMENTS_PER_MESSAGE"

@@ -221,3 +221,14 @@ def test_cancel_mode_refuses_nothing_and_saves_on_hang_up(live_server_factory, s
     wait_for_mark(tmp_path, "finished")
     assert assistant_texts(base, cookies, headers, thread_id) == ["partial "]
     assert not (tmp_path / "detached").exists()
+
+
+def test_the_example_project_finishes_answers() -> None:
+    from django.test import override_settings
+
+    from chatkit_django.checks import check_settings
+    from example_project import settings as example
+
+    assert example.CHATKIT["ON_DISCONNECT"] == "finish"
+    with override_settings(CHATKIT=example.CHATKIT):
+        assert check_settings() == []
