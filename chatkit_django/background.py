@@ -151,14 +151,14 @@ class AnswerKeeper:
         *,
         partial_every: float | None = None,
         max_seconds: float | None = None,
-        release_connections: bool = True,
+        release_every: float | None = None,
     ) -> None:
         self.server = server
         self.context = context
         self.thread_id: str | None = None
         self.partial_every = partial_every
         self.max_seconds = max_seconds
-        self.release_connections = release_connections
+        self.release_every = release_every
         self.detached = False
         self.unsaved: list[bytes] = []  # item events since the last partial save
         self.pending: dict[str, Any] = {}  # unfinished assistant messages, by id
@@ -198,8 +198,9 @@ class AnswerKeeper:
         try:
             async with ThreadSensitiveContext():
                 saver = None
-                if self.partial_every is not None:
-                    saver = asyncio.create_task(self.save_partials(self.partial_every))
+                every = self.partial_every or self.release_every
+                if every:
+                    saver = asyncio.create_task(self.save_partials(every))
                 try:
                     await body
                 finally:
@@ -239,14 +240,17 @@ class AnswerKeeper:
         task.cancel()
 
     async def save_partials(self, every: float) -> None:
+        """Every ``every`` seconds: the partial save, then, as the endpoint does for its own
+        thread (``RELEASE_CONNECTIONS_SECONDS``), give back this task's idle connections."""
         while True:
             await asyncio.sleep(every)
-            try:
-                await self.save_partial()
-            except Exception:
-                # The answer goes on; its final version is saved as usual.
-                logger.exception("Saving the answer so far (thread %s) failed", self.thread_id)
-            if self.release_connections:
+            if self.partial_every is not None:
+                try:
+                    await self.save_partial()
+                except Exception:
+                    # The answer goes on; its final version is saved as usual.
+                    logger.exception("Saving the answer so far (thread %s) failed", self.thread_id)
+            if self.release_every:
                 await sync_to_async(close_old_connections)()
 
     async def save_partial(self) -> None:
@@ -287,5 +291,5 @@ def get_answer_keeper(
         thread_id,
         partial_every=chatkit_settings.PARTIAL_SAVE_SECONDS,
         max_seconds=chatkit_settings.BACKGROUND_MAX_SECONDS,
-        release_connections=chatkit_settings.RELEASE_CONNECTIONS_SECONDS is not None,
+        release_every=chatkit_settings.RELEASE_CONNECTIONS_SECONDS,
     )
