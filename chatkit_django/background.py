@@ -72,7 +72,7 @@ def answering(thread_id: str) -> bool:
 
 def finishing() -> bool:
     """Whether a hang-up lets the answer finish (``CHATKIT['ON_DISCONNECT'] == "finish"``)."""
-    return chatkit_settings.ON_DISCONNECT == "finish"
+    return bool(chatkit_settings.ON_DISCONNECT == "finish")
 
 
 async def shutdown() -> None:

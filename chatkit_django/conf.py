@@ -142,6 +142,9 @@ class ChatKitSettings:
     RELEASE_CONNECTIONS_SECONDS: float
     STREAM_BUFFER_BYTES: int
     REQUEST_THREADS: int
+    ON_DISCONNECT: str  # "cancel" or "finish"
+    PARTIAL_SAVE_SECONDS: float | None
+    BACKGROUND_MAX_SECONDS: float
     THROTTLE_RATES: dict[str, str | None]
     THROTTLE_CACHE: str
     STORAGE_ALIAS: str | None

@@ -269,7 +269,7 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
 
 
 async def sse_events(
-    result: StreamingResult,
+    result: StreamingResult | AsyncIterator[bytes],
     keepalive: float,
     release: Callable[[], Awaitable[None]] | None = None,
     release_every: float | None = None,
@@ -315,7 +315,7 @@ async def sse_events(
     stopping = False
 
     # The SDK's generator itself: StreamingResult's __aiter__ only re-yields it.
-    events = getattr(result, "json_events", result)
+    events: Any = getattr(result, "json_events", result)
 
     def stop_if_abandoned() -> None:
         # The producer cancels itself: the CancelledError lands at the SDK's next wait.
