@@ -164,8 +164,7 @@ class AnswerKeeper:
         self.pending: dict[str, Any] = {}  # unfinished assistant messages, by id
         self.changed: set[str] = set()
         self.deadline: asyncio.TimerHandle | None = None
-        if thread_id is not None:
-            self.claim(thread_id)
+        self.known_thread_id = thread_id
 
     def claim(self, thread_id: str) -> None:
         self.thread_id = thread_id
@@ -195,6 +194,10 @@ class AnswerKeeper:
 
     async def own(self, body: Coroutine[Any, Any, None]) -> None:
         """Run ``body`` (the task reading ``watch()``) with database work of its own."""
+        # Claimed here, not when the response is built: a response that is never sent
+        # (the client gone first) must not leave the thread refusing input.
+        if self.known_thread_id is not None:
+            self.claim(self.known_thread_id)
         try:
             async with ThreadSensitiveContext():
                 saver = None
