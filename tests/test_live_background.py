@@ -44,9 +44,13 @@ def finish_env(marks: Path, **settings: Any) -> dict[str, str]:
     }
 
 
-@pytest.fixture(params=sorted(APPS))
+# Django's handler, the Channels consumer, and chatkit_django.asgi's shared request threads.
+FINISH_APPS = {**APPS, "shared threads": "tests.shared_asgi:application"}
+
+
+@pytest.fixture(params=sorted(FINISH_APPS))
 def app(request):
-    return APPS[request.param]
+    return FINISH_APPS[request.param]
 
 
 def start_and_hang_up(base: str, cookies: Any, headers: Any, text: str) -> str:
