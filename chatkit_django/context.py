@@ -25,14 +25,17 @@ UserLike: TypeAlias = "AbstractBaseUser | AnonymousUser"
 class ChatKitContext:
     """Who is acting, and in which request.
 
-    ``request`` is ``None`` outside a request (management commands, tasks). Projects put
-    tenant, locale and the like in ``extra``, or subclass this and return the subclass from
-    their view's ``get_context()``.
+    ``request`` is ``None`` outside a request (management commands, tasks). ``scope`` splits
+    one user's history (a workspace, an agent, a tenant): the request sees and creates only
+    threads of that scope; ``None`` is unscoped (see ``DjangoStore.get_scope``). Projects put
+    locale and the like in ``extra``, or subclass this and return the subclass from their
+    view's ``get_context()``.
     """
 
     user: UserLike
     request: HttpRequest | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    scope: str | None = None
 
 
 async def make_context(request: HttpRequest) -> ChatKitContext:
