@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 #: authentication, and where ``ALLOW_ANONYMOUS`` lets anonymous requests in).
 UserLike: TypeAlias = "AbstractBaseUser | AnonymousUser"
 
+#: The header ``{% chatkit_widget scope=... %}`` sends the scope in, on every request
+#: ChatKit.js makes. Nothing reads it unless the project's ``CONTEXT_FACTORY`` does.
+SCOPE_HEADER = "X-ChatKit-Scope"
+
 
 @dataclass
 class ChatKitContext:

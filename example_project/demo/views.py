@@ -9,17 +9,22 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from chatkit_django.conversations import astart_thread
+from example_project.demo.context import AGENTS
 
 UPLOAD_STRATEGIES = {"direct": "direct", "two_phase": "two_phase"}
 
 
 @login_required
 def index(request: HttpRequest) -> HttpResponse:
-    """``/?uploads=two_phase`` switches ChatKit.js to two-phase uploads; ``?thread=<id>``
+    """``/?agent=sales`` talks to the sales agent (each agent keeps its own history);
+    ``/?uploads=two_phase`` switches ChatKit.js to two-phase uploads; ``?thread=<id>``
     opens that thread."""
     strategy = UPLOAD_STRATEGIES.get(request.GET.get("uploads", ""), "direct")
+    agent = request.GET.get("agent", "")
+    if agent not in AGENTS:
+        agent = next(iter(AGENTS))
     options = {
-        "header": {"title": {"text": "chatkit-django demo"}},
+        "header": {"title": {"text": f"chatkit-django demo · {AGENTS[agent]}"}},
         "composer": {
             "placeholder": "Say something, @-mention an article, attach a file…",
             "dictation": {"enabled": True},
@@ -39,6 +44,8 @@ def index(request: HttpRequest) -> HttpResponse:
             "chatkit_options": options,
             "upload_strategy": strategy,
             "initial_thread": request.GET.get("thread"),
+            "agent": agent,
+            "agents": AGENTS,
         },
     )
 
