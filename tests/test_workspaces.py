@@ -16,9 +16,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from chatkit.store import NotFoundError
 from chatkit.types import (
     ClientToolCallItem,
     FileAttachment,
+    ImageAttachment,
     StructuredInputFreeform,
     StructuredInputItem,
 )
@@ -393,3 +395,61 @@ async def test_the_store_refuses_what_it_cannot_store(scope: Any, auser_factory:
     with pytest.raises(InvalidScope):
         await DjangoStore().load_threads(20, None, "desc", context)
     assert not await Thread.objects.aexists()
+
+
+async def test_every_store_method_keeps_to_the_scope(auser_factory: Any) -> None:
+    owner = await auser_factory()
+    store = DjangoStore()
+    sales, support = (ChatKitContext(user=owner, scope=s) for s in ("sales", "support"))
+    thread = make_thread()
+    await store.save_thread(thread, sales)
+    item = make_user_message(thread.id)
+    await store.add_thread_item(thread.id, item, sales)
+    attachment = FileAttachment(id="atc_s", name="a.txt", mime_type="text/plain")
+    await store.save_attachment(attachment, sales)
+    before = await snapshot()
+
+    assert (await store.load_threads(20, None, "desc", support)).data == []
+    assert (await store.load_thread_items(thread.id, None, 20, "asc", support)).data == []
+    for call in (
+        store.load_thread(thread.id, support),
+        store.load_thread_for(thread.id, "change", support),
+        store.load_item(thread.id, item.id, support),
+        store.add_thread_item(thread.id, make_user_message(thread.id), support),
+        store.save_item(thread.id, item.model_copy(update={"content": []}), support),
+        store.delete_thread_item(thread.id, item.id, support),
+        store.delete_thread(thread.id, support),
+        store.load_attachment(attachment.id, support),
+        store.load_attachments([attachment.id], support),
+        store.save_attachment(attachment.model_copy(update={"name": "b.txt"}), support),
+    ):
+        with pytest.raises(NotFoundError):
+            await call
+    await store.delete_attachment(attachment.id, support)  # idempotent: nothing to delete
+    assert await snapshot() == before
+
+
+async def test_a_file_of_another_scope_gets_no_signed_preview(
+    auser_factory: Any, settings: Any
+) -> None:
+    owner = await auser_factory()
+    store = DjangoStore()
+    sales, support = (ChatKitContext(user=owner, scope=s) for s in ("sales", "support"))
+    image = ImageAttachment(
+        id="atc_img",
+        name="cat.png",
+        mime_type="image/png",
+        preview_url="http://testserver/stored.png",
+    )
+    await store.save_attachment(image, support)
+    thread = make_thread()
+    await store.save_thread(thread, sales)
+    # Only an unscoped context (a task, a command) can put it there.
+    message = make_user_message(thread.id, attachments=[image])
+    await store.add_thread_item(thread.id, message, ChatKitContext(user=owner))
+
+    [shown] = (await store.load_thread_items(thread.id, None, 20, "asc", sales)).data
+    assert "sig=" not in str(shown.attachments[0].preview_url)
+    unscoped = ChatKitContext(user=owner)
+    [shown] = (await store.load_thread_items(thread.id, None, 20, "asc", unscoped)).data
+    assert "sig=" in str(shown.attachments[0].preview_url)
