@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from asgiref.sync import async_to_sync
 from chatkit.store import NotFoundError
 from chatkit.types import (
     ClientToolCallItem,
@@ -25,6 +26,7 @@ from chatkit.types import (
     StructuredInputItem,
 )
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from django.urls import reverse
 
 from chatkit_django.agents import DjangoThreadItemConverter
@@ -36,12 +38,13 @@ from tests.chatkit_client import parse_sse, read_stream
 from tests.conftest import make_thread, make_user_message
 from tests.sdk_items import widget
 from tests.test_uploads_direct import PNG
+from tests.testapp import workspaces
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ENDPOINT = "/chatkit/"
 EXAMPLE_CONTEXT = "example_project.demo.context.chatkit_context"
-RAW_CONTEXT = "tests.testapp.contexts.query_scope_context"
+RAW_CONTEXT = "tests.testapp.scopes.query_scope_context"
 
 
 @pytest.fixture(autouse=True)
@@ -453,3 +456,35 @@ async def test_a_file_of_another_scope_gets_no_signed_preview(
     unscoped = ChatKitContext(user=owner)
     [shown] = (await store.load_thread_items(thread.id, None, 20, "asc", unscoped)).data
     assert "sig=" in str(shown.attachments[0].preview_url)
+
+
+def test_a_context_of_your_own_names_its_scope(user_factory: Any, settings: Any) -> None:
+    # docs/guides/workspaces.md, "A context of your own"; the Host header is the sync
+    # client's to set.
+    settings.ALLOWED_HOSTS = [".example.com"]
+    settings.CHATKIT = {
+        **settings.CHATKIT,
+        "CONTEXT_FACTORY": "tests.testapp.workspaces.workspace_context",
+        "STORE_CLASS": "tests.testapp.workspaces.WorkspaceStore",
+    }
+    user = user_factory()
+    acme = workspaces.WorkspaceContext(member=user, workspace="acme", http_request=None)
+    store, thread = workspaces.WorkspaceStore(), make_thread()
+    async_to_sync(store.save_thread)(thread, acme)
+    async_to_sync(store.add_thread_item)(thread.id, make_user_message(thread.id), acme)
+    client = Client()
+    client.force_login(user)
+
+    def listed(host: str) -> list[str]:
+        response = client.post(
+            ENDPOINT,
+            json.dumps({"type": "threads.list", "params": {}}),
+            content_type="application/json",
+            HTTP_HOST=host,
+        )
+        assert response.status_code == 200, response.content
+        return [t["id"] for t in response.json()["data"]]
+
+    assert listed("acme.example.com") == [thread.id]
+    assert listed("globex.example.com") == []
+    assert Thread.objects.get(pk=thread.id).scope == "acme"

@@ -17,8 +17,3 @@ async def async_context(request: HttpRequest) -> ChatKitContext:
     return ChatKitContext(
         user=request.user, request=request, extra={"echo_prefix": f"async {locale}"}
     )
-
-
-def query_scope_context(request: HttpRequest) -> ChatKitContext:
-    """The scope straight from ``?scope=``, unchecked: the store must refuse what it cannot hold."""
-    return ChatKitContext(user=request.user, request=request, scope=request.GET.get("scope"))
