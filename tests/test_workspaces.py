@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from io import StringIO
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,15 +26,19 @@ from chatkit.types import (
     StructuredInputFreeform,
     StructuredInputItem,
 )
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
 from chatkit_django.agents import DjangoThreadItemConverter
 from chatkit_django.context import SCOPE_HEADER, ChatKitContext
-from chatkit_django.exceptions import InvalidScope
+from chatkit_django.conversations import aadd_message, astart_thread
+from chatkit_django.exceptions import InvalidScope, UnknownThread
 from chatkit_django.models import Attachment, Feedback, Thread, ThreadItem
 from chatkit_django.store import DjangoStore
+from example_project.demo.server import DemoServer
 from tests.chatkit_client import parse_sse, read_stream
 from tests.conftest import make_thread, make_user_message
 from tests.sdk_items import widget
@@ -488,3 +493,69 @@ def test_a_context_of_your_own_names_its_scope(user_factory: Any, settings: Any)
     assert listed("acme.example.com") == [thread.id]
     assert listed("globex.example.com") == []
     assert Thread.objects.get(pk=thread.id).scope == "acme"
+
+
+# -- server-started conversations in a scope -----------------------------------------
+
+
+async def test_a_conversation_started_by_the_server_in_a_scope(auser_factory: Any) -> None:
+    owner = await auser_factory()
+    thread = await astart_thread(owner, "a quote for 40 seats", scope="sales")
+
+    assert (await Thread.objects.aget(pk=thread.id)).scope == "sales"
+    store = DjangoStore()
+    for scope, listed in (("sales", [thread.id]), ("support", []), (None, [thread.id])):
+        page = await store.load_threads(20, None, "desc", ChatKitContext(user=owner, scope=scope))
+        assert [t.id for t in page.data] == listed
+    with pytest.raises(UnknownThread):
+        await aadd_message(owner, thread.id, "and 10 more", scope="support")
+    added = await aadd_message(owner, thread.id, "and 10 more", scope="sales")
+    assert [i.type for i in added.items.data] == ["user_message", "assistant_message"]
+
+
+async def test_a_factory_that_takes_no_scope_is_named(auser_factory: Any, settings: Any) -> None:
+    settings.CHATKIT = {
+        **settings.CHATKIT,
+        "CONTEXT_FACTORY": "tests.testapp.contexts.sync_context",  # (request) only
+    }
+    with pytest.raises(ImproperlyConfigured, match="takes no 'user' or 'scope' argument"):
+        await astart_thread(await auser_factory(), "hi", scope="sales")
+    assert not await Thread.objects.aexists()
+
+
+async def test_the_example_tour_starts_in_the_current_agent(
+    async_client: Any, owner: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.ROOT_URLCONF = "example_project.urls"
+    settings.CHATKIT = {
+        **settings.CHATKIT,
+        "SERVER_CLASS": "example_project.demo.server.DemoServer",
+    }
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setattr(DemoServer, "word_delay", 0)
+    response = await async_client.post("/welcome/", {"agent": "sales"})
+    assert response.status_code == 302
+    thread_id = response["Location"].removeprefix("/?agent=sales&thread=")
+    assert (await Thread.objects.aget(pk=thread_id)).scope == "sales"
+    status, items = await post(
+        async_client, {"type": "items.list", "params": {"thread_id": thread_id}}, "sales"
+    )
+    assert status == 200
+    assert len(items["data"]) == 2
+    status, items = await post(
+        async_client, {"type": "items.list", "params": {"thread_id": thread_id}}, "support"
+    )
+    assert (status, items["data"]) == (200, [])
+
+
+def test_chatkit_send_in_a_scope(user_factory: Any, settings: Any) -> None:
+    settings.CHATKIT = {**settings.CHATKIT, "CONTEXT_FACTORY": None}  # ChatKitContext's scope
+    user = user_factory()
+    out = StringIO()
+    call_command(
+        "chatkit_send", "--user", user.get_username(), "--scope", "sales", "hi", stdout=out
+    )
+    thread_id = out.getvalue().splitlines()[0]
+    assert Thread.objects.get(pk=thread_id).scope == "sales"
+    with pytest.raises(CommandError, match="not valid"):
+        call_command("chatkit_send", "--user", user.get_username(), "--scope", "a\x00", "hi")

@@ -6,8 +6,6 @@ the store keeps each agent's threads apart (``ChatKitContext.scope``).
 
 from __future__ import annotations
 
-from django.http import HttpRequest
-
 from chatkit_django.context import SCOPE_HEADER, ChatKitContext
 from chatkit_django.exceptions import InvalidScope
 
@@ -16,16 +14,19 @@ from chatkit_django.exceptions import InvalidScope
 AGENTS = {"support": "Support", "sales": "Sales"}
 
 
-def chatkit_context(request: HttpRequest) -> ChatKitContext:
+def chatkit_context(request, user=None, scope=None):
     """CHATKIT["CONTEXT_FACTORY"]: the agent named by the widget's scope header.
 
     The header comes from the client, so only a known agent is accepted. A request without
-    one (the admin, a script) is unscoped: it sees every agent's threads.
+    one (the admin, a script) is unscoped: it sees every agent's threads. Outside a request
+    (``astart_thread(user, ..., scope="sales")``), the agent is the ``scope`` argument.
     """
-    agent = request.headers.get(SCOPE_HEADER)
+    agent = scope
+    if request is not None:
+        agent, user = request.headers.get(SCOPE_HEADER), request.user
     if agent is not None and agent not in AGENTS:
         raise InvalidScope(f"Unknown agent {agent[:40]!r}; choose one of {', '.join(AGENTS)}.")
-    return ChatKitContext(user=request.user, request=request, scope=agent)
+    return ChatKitContext(user=user, request=request, scope=agent)
 
 
 # --8<-- [end:agents]

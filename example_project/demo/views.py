@@ -54,14 +54,21 @@ def index(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 async def welcome(request: HttpRequest) -> HttpResponse:
-    """ "Take the tour": the server starts a thread, answers it, and the page opens it."""
+    """ "Take the tour": the server starts a thread, answers it, and the page opens it.
+
+    The thread is the current agent's (the form's ``agent``): each agent has its own history.
+    """
+    agent = request.POST.get("agent")
+    if agent not in AGENTS:
+        agent = next(iter(AGENTS))
     thread = await astart_thread(
         await request.auser(),
         "Show me around this demo",
         title="Welcome tour",
         metadata={"started_by": "welcome button"},
+        scope=agent,
     )
-    return redirect(f"{reverse('index')}?thread={thread.id}")
+    return redirect(f"{reverse('index')}?agent={agent}&thread={thread.id}")
 
 
 # --8<-- [end:welcome]
