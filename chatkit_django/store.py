@@ -160,7 +160,9 @@ class DjangoStore(Store[ChatKitContext]):
         scope = self.scope_of(context)
         return {} if scope is None else {f"{prefix}scope": scope}
 
-    def in_scope(self, obj: models.Model, context: ChatKitContext) -> bool:
+    def in_scope(
+        self, obj: chatkit_models.Thread | chatkit_models.Attachment, context: ChatKitContext
+    ) -> bool:
         """Whether a thread or attachment row (with its ``scope`` loaded) is in ``context``'s."""
         scope = self.scope_of(context)
         return scope is None or obj.scope == scope
