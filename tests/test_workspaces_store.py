@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from chatkit_django import models
 from chatkit_django._internal.ordering import ROW_ORDER, keyset_page, next_seq
+from chatkit_django.attachments import DjangoAttachmentStore
 from chatkit_django.context import SCOPE_HEADER, ChatKitContext
 from chatkit_django.store import DjangoStore
 from tests.conftest import make_thread, make_user_message
@@ -184,3 +185,15 @@ def test_the_example_page_talks_to_one_agent_at_a_time(user_factory: Any, settin
     for query, agent in (("?agent=sales", "sales"), ("", "support"), ("?agent=nope", "support")):
         config = config_of(client.get("/" + query).content.decode())
         assert config["headers"] == {SCOPE_HEADER: agent}
+
+
+@pytest.mark.django_db
+def test_a_generated_file_takes_its_threads_scope(two_scopes: Any) -> None:
+    # A generated image of an unscoped context (a task) goes where its thread is.
+    store = DjangoAttachmentStore()
+    unscoped = ChatKitContext(user=two_scopes)
+    assert store.new_scope(unscoped, "thr_sales") == "sales"
+    assert store.new_scope(unscoped, None) == ""
+    assert store.new_scope(ChatKitContext(user=two_scopes, scope="support"), "thr_sales") == (
+        "support"  # a scoped context never reaches another scope's thread in the first place
+    )
