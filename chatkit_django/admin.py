@@ -172,6 +172,8 @@ class ThreadAdmin(ReadOnlyAdmin):
         "created_at",
         "updated_at",
         ("owner", admin.RelatedOnlyFieldListFilter),
+        # The scopes (workspaces, agents, tenants: DjangoStore.get_scope) threads are in.
+        ("scope", admin.AllValuesFieldListFilter),
         StatusFilter,
         HasAttachmentsFilter,
         HasNegativeFeedbackFilter,
@@ -182,7 +184,7 @@ class ThreadAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     ordering = ["-updated_at"]
     show_full_result_count = False
-    fields = ["id", "title", "owner", "status", "created_at", "updated_at"]
+    fields = ["id", "title", "owner", "scope", "status", "created_at", "updated_at"]
     readonly_fields = fields  # type: ignore[assignment]  # the same names; the stubs type them apart
     change_form_template = "admin/chatkit_django/thread/change_form.html"
     transcript_template = "admin/chatkit_django/thread/transcript.html"
@@ -377,7 +379,7 @@ class AttachmentAdmin(ReadOnlyAdmin):
         "created_at",
     ]
     list_select_related = ["owner", "thread"]
-    list_filter = ["type", "created_at"]
+    list_filter = ["type", ("scope", admin.AllValuesFieldListFilter), "created_at"]
     search_fields = ["id", "name", "thread__id"]
     search_user_fields = ["owner"]
     fields = [
@@ -386,6 +388,7 @@ class AttachmentAdmin(ReadOnlyAdmin):
         "name",
         "owner",
         "thread",
+        "scope",
         "type",
         "mime_type",
         "display_size",

@@ -89,7 +89,16 @@ TEXT_MIME_TYPES = frozenset(
         "application/sql",
     }
 )
-ATTACHMENT_FIELDS = ("owner_id", "file", "mime_type", "name", "size", "uploaded_at", "upload_nonce")
+ATTACHMENT_FIELDS = (
+    "owner_id",
+    "scope",
+    "file",
+    "mime_type",
+    "name",
+    "size",
+    "uploaded_at",
+    "upload_nonce",
+)
 IMAGE_MIME_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
 # Delimiters the model is told to recognise. Text the server did not write cannot form them:
@@ -260,7 +269,8 @@ class DjangoThreadItemConverter(ThreadItemConverter):
         return user if user is not None and user.is_authenticated else None
 
     async def get_attachment_row(self, attachment_id: str) -> Attachment | None:
-        """The attachment's row if the acting user may view it, else ``None``."""
+        """The attachment's row if the acting user may view it, in the context's scope, else
+        ``None``."""
         user = self.user
         if user is None:
             return None
@@ -270,7 +280,8 @@ class DjangoThreadItemConverter(ThreadItemConverter):
             row = (
                 await Attachment.objects.filter(pk=attachment_id).only(*ATTACHMENT_FIELDS).afirst()
             )
-        if row is None:
+        in_scope = getattr(self.store, "in_scope", None) or self.attachments.in_scope
+        if row is None or not in_scope(row, self.context):
             return None
         has_access = getattr(self.store, "has_access", None)
         if has_access is not None:

@@ -72,6 +72,7 @@ from chatkit_django.instances import (
     user_has_access,
 )
 from chatkit_django.models import Attachment as AttachmentRow
+from chatkit_django.models import Thread as ThreadRow
 from chatkit_django.upload_limits import max_upload_bytes, stored_file_too_large, upload_too_large
 
 if TYPE_CHECKING:
@@ -343,6 +344,24 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
             return get_request(context)
         return getattr(context, "request", None)
 
+    def get_scope(self, context: Any) -> str | None:
+        """The scope of ``context`` by the store's hook (``DjangoStore.scope_of``), checked."""
+        scope_of = getattr(self.get_store(), "scope_of", None)
+        return scope_of(context) if scope_of is not None else None
+
+    def in_scope(self, row: AttachmentRow, context: Any) -> bool:
+        """Whether ``row`` is in the scope of ``context`` (always, for an unscoped one)."""
+        scope = self.get_scope(context)
+        return scope is None or row.scope == scope
+
+    def new_scope(self, context: Any, thread_id: str | None = None) -> str:
+        """The scope of a new attachment: its thread's, else the one ``context`` is in."""
+        scope = self.get_scope(context)
+        if scope is None and thread_id is not None:
+            # An unscoped context (a task, a command) writing to a thread of some scope.
+            scope = ThreadRow.objects.filter(pk=thread_id).values_list("scope", flat=True).first()
+        return scope or ""
+
     async def has_access(self, user: UserLike | None, row: AttachmentRow, action: str) -> bool:
         """The store's access rule (``DjangoStore.has_access``) for ``row``; owner only without."""
         if user is None or not user.is_authenticated:
@@ -443,6 +462,7 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
         attachment = build_attachment(attachment_id, name, mime_type, request)
         if thread_id is not None:
             attachment = attachment.model_copy(update={"thread_id": thread_id})
+        scope = self.new_scope(context, thread_id)
         storage = self.get_storage(owner.pk)
         stored = self.save_bytes(
             storage, self.get_storage_name(attachment_id, mime_type), content, mime_type
@@ -452,6 +472,7 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
                 id=attachment_id,
                 owner=owner,
                 thread_id=thread_id,
+                scope=scope,
                 name=name,
                 mime_type=mime_type,
                 type=attachment.type,
@@ -526,6 +547,7 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
             raise PermissionDenied("An authenticated user is required to upload files.")
         mime_type = normalize_mime(input.mime_type)
         self.validate_metadata(mime_type, input.size)
+        scope = self.get_scope(context) or ""
         attachment_id = self.generate_attachment_id(mime_type, context)
         name = display_name(input.name)
         request = self.get_request(context)
@@ -551,6 +573,7 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
         row = await sync_to_async(insert_attachment)(
             id=attachment_id,
             owner=user,
+            scope=scope,
             name=name,
             mime_type=mime_type,
             type=attachment.type,

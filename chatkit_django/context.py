@@ -20,19 +20,26 @@ if TYPE_CHECKING:
 #: authentication, and where ``ALLOW_ANONYMOUS`` lets anonymous requests in).
 UserLike: TypeAlias = "AbstractBaseUser | AnonymousUser"
 
+#: The header ``{% chatkit_widget scope=... %}`` sends the scope in, on every request
+#: ChatKit.js makes. Nothing reads it unless the project's ``CONTEXT_FACTORY`` does.
+SCOPE_HEADER = "X-ChatKit-Scope"
+
 
 @dataclass
 class ChatKitContext:
     """Who is acting, and in which request.
 
-    ``request`` is ``None`` outside a request (management commands, tasks). Projects put
-    tenant, locale and the like in ``extra``, or subclass this and return the subclass from
-    their view's ``get_context()``.
+    ``request`` is ``None`` outside a request (management commands, tasks). ``scope`` splits
+    one user's history (a workspace, an agent, a tenant): the request sees and creates only
+    threads of that scope; ``None`` is unscoped (see ``DjangoStore.get_scope``). Projects put
+    locale and the like in ``extra``, or subclass this and return the subclass from their
+    view's ``get_context()``.
     """
 
     user: UserLike
     request: HttpRequest | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    scope: str | None = None
 
 
 async def make_context(request: HttpRequest) -> ChatKitContext:
@@ -54,28 +61,34 @@ async def make_context(request: HttpRequest) -> ChatKitContext:
     return context
 
 
-async def make_user_context(user: AbstractBaseUser) -> ChatKitContext:
+async def make_user_context(user: AbstractBaseUser, scope: str | None = None) -> ChatKitContext:
     """The context for ``user`` outside any request (server code, commands, task workers).
 
     ``CHATKIT['CONTEXT_FACTORY']``, when set, is called as ``factory(None, user=user)``, so
     one factory builds the contexts of both; otherwise a ``ChatKitContext`` with no request.
-    A factory that takes no ``user`` argument is a configuration error, named as such.
+    A factory that takes no ``user`` argument is a configuration error, named as such. With
+    a ``scope`` (a workspace, an agent: ``ChatKitContext.scope``), the factory is called
+    with ``scope=scope`` too, and must accept it.
     """
     factory = chatkit_settings.CONTEXT_FACTORY
     if factory is None:
-        return ChatKitContext(user=user, request=None)
+        return ChatKitContext(user=user, request=None, scope=scope)
+    kwargs: dict[str, Any] = {"user": user}
+    if scope is not None:
+        kwargs["scope"] = scope
     try:
-        inspect.signature(factory).bind(None, user=user)
+        inspect.signature(factory).bind(None, **kwargs)
     except TypeError:
         name = f"{factory.__module__}.{factory.__qualname__}"
         raise ImproperlyConfigured(
-            f"CHATKIT['CONTEXT_FACTORY'] {name} takes no 'user' argument, so it cannot build a "
-            "context outside a request. Accept it, e.g. 'def factory(request, user=None)', and "
-            "use it when request is None (see docs/guides/server-started.md)."
+            f"CHATKIT['CONTEXT_FACTORY'] {name} takes no "
+            f"{' or '.join(repr(k) for k in kwargs)} argument, so it cannot build a context "
+            "outside a request. Accept it, e.g. 'def factory(request, user=None, scope=None)', "
+            "and use it when request is None (see docs/guides/server-started.md)."
         ) from None
     context: ChatKitContext  # as in make_context()
     if inspect.iscoroutinefunction(factory):
-        context = await factory(None, user=user)
+        context = await factory(None, **kwargs)
     else:
-        context = await sync_to_async(factory)(None, user=user)
+        context = await sync_to_async(factory)(None, **kwargs)
     return context

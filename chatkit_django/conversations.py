@@ -85,6 +85,7 @@ async def astart_thread(
     metadata: dict[str, Any] | None = None,
     title: str | None = None,
     respond: bool = True,
+    scope: str | None = None,
 ) -> Thread:
     """Start a thread for ``user`` with a first message, and answer it.
 
@@ -94,6 +95,8 @@ async def astart_thread(
         metadata: the thread's ``metadata``, which ``respond()`` sees from the start.
         title: the thread's title (``None``: the server may name it).
         respond: ``False`` stores the message without running ``respond()`` (a notice).
+        scope: the workspace, agent or tenant to start it in (``ChatKitContext.scope``);
+            ``None``: unscoped (see docs/guides/workspaces.md).
 
     Returns:
         The thread; its ``items`` are the ones this call added.
@@ -102,22 +105,23 @@ async def astart_thread(
         UnknownUser, InactiveUser: nothing is saved. The server's own refusals
             (``InvalidAttachments``; ``NotFoundError`` for an attachment) too, before any save.
     """
-    sent = await asend(user, message, metadata=metadata, title=title, respond=respond)
+    sent = await asend(user, message, metadata=metadata, title=title, respond=respond, scope=scope)
     return sent.thread
 
 
 async def aadd_message(
-    user: Any, thread_id: str, message: Message, *, respond: bool = True
+    user: Any, thread_id: str, message: Message, *, respond: bool = True, scope: str | None = None
 ) -> Thread:
     """Add a message from ``user`` to one of their threads, and answer it.
 
-    The thread must be one ``user`` may change (``has_access``), and active.
+    The thread must be one ``user`` may change (``has_access``), and active; with a
+    ``scope``, in that scope.
 
     Raises:
         UnknownUser, InactiveUser, UnknownThread (missing, or not theirs to change),
             ``ThreadNotActive`` (locked or closed): nothing is saved.
     """
-    sent = await asend(user, message, thread_id=thread_id, respond=respond)
+    sent = await asend(user, message, thread_id=thread_id, respond=respond, scope=scope)
     return sent.thread
 
 
@@ -128,16 +132,19 @@ def start_thread(
     metadata: dict[str, Any] | None = None,
     title: str | None = None,
     respond: bool = True,
+    scope: str | None = None,
 ) -> Thread:
     """``astart_thread`` for sync code: a view, a command, a worker, an executor thread."""
     return async_to_sync(astart_thread)(
-        user, message, metadata=metadata, title=title, respond=respond
+        user, message, metadata=metadata, title=title, respond=respond, scope=scope
     )
 
 
-def add_message(user: Any, thread_id: str, message: Message, *, respond: bool = True) -> Thread:
+def add_message(
+    user: Any, thread_id: str, message: Message, *, respond: bool = True, scope: str | None = None
+) -> Thread:
     """``aadd_message`` for sync code."""
-    return async_to_sync(aadd_message)(user, thread_id, message, respond=respond)
+    return async_to_sync(aadd_message)(user, thread_id, message, respond=respond, scope=scope)
 
 
 def send(
@@ -148,10 +155,17 @@ def send(
     metadata: dict[str, Any] | None = None,
     title: str | None = None,
     respond: bool = True,
+    scope: str | None = None,
 ) -> Sent:
     """``asend`` for sync code."""
     return async_to_sync(asend)(
-        user, message, thread_id=thread_id, metadata=metadata, title=title, respond=respond
+        user,
+        message,
+        thread_id=thread_id,
+        metadata=metadata,
+        title=title,
+        respond=respond,
+        scope=scope,
     )
 
 
@@ -163,6 +177,7 @@ async def asend(
     metadata: dict[str, Any] | None = None,
     title: str | None = None,
     respond: bool = True,
+    scope: str | None = None,
 ) -> Sent:
     """``aadd_message`` to ``thread_id``, or ``astart_thread`` without one; says if it failed.
 
@@ -174,7 +189,7 @@ async def asend(
         raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}.")
     user_input = _user_message_input(message)
     user = await _active_user(user)
-    context = await make_user_context(user)
+    context = await make_user_context(user, scope)
     server = get_server()
     store = server.store
     new_thread: ThreadMetadata | None = None

@@ -95,6 +95,13 @@ class InvalidCursor(BadRequest):
     default_code = "invalid_cursor"
 
 
+class InvalidScope(BadRequest):
+    """The scope the context names cannot be stored (not a string, a NUL, too long)."""
+
+    default_detail = _("The scope of this request is not valid.")
+    default_code = "invalid_scope"
+
+
 class RequestTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = _("The request body is larger than CHATKIT['MAX_REQUEST_BYTES'].")

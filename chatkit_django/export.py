@@ -203,12 +203,14 @@ def item_markdown(item: ThreadItem) -> str:
     )
 
 
-def thread_markdown(thread: Thread, owner: str = "") -> Iterator[str]:
+def thread_markdown(thread: Thread, owner: str = "", scope: str = "") -> Iterator[str]:
     title = thread.title or thread.id
     yield f"# {_inline(title)}\n\n"
     yield f"- Thread: `{_inline(thread.id)}`\n"
     if owner:
         yield f"- Owner: {_inline(owner)}\n"
+    if scope:
+        yield f"- Scope: `{_inline(scope)}`\n"
     yield f"- Created: {thread.created_at.isoformat(timespec='seconds')}\n"
     yield f"- Status: {thread.status.type}\n\n"
     for item in thread.items.data:
@@ -220,10 +222,10 @@ def thread_markdown(thread: Thread, owner: str = "") -> Iterator[str]:
 def iter_markdown(threads: QuerySet[models.Thread]) -> Iterator[str]:
     """Every thread as Markdown, separated by rules."""
     owner_field = f"owner__{get_user_model().USERNAME_FIELD}"
-    for n, (thread, (owner,)) in enumerate(iter_threads_with(threads, owner_field)):
+    for n, (thread, (owner, scope)) in enumerate(iter_threads_with(threads, owner_field, "scope")):
         if n:
             yield "\n---\n\n"
-        yield from thread_markdown(thread, str(owner))
+        yield from thread_markdown(thread, str(owner), scope)
 
 
 def iter_items(items: QuerySet[models.ThreadItem]) -> Iterator[ThreadItem]:

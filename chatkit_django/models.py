@@ -20,6 +20,9 @@ from django.utils.translation import gettext_lazy as _
 from chatkit_django.instances import attachment_storage as storage_for_owner
 from chatkit_django.instances import configured_storage
 
+#: The longest scope a thread or attachment can be in (``DjangoStore.get_scope``).
+SCOPE_MAX_LENGTH = 255
+
 
 class Thread(models.Model):
     """A conversation, owned by one user."""
@@ -34,6 +37,9 @@ class Thread(models.Model):
         db_index=False,
     )
     title = models.TextField(_("title"), blank=True, default="")
+    # Set once, from the context of the request that created the thread
+    # (``DjangoStore.get_scope``): a workspace, an agent, a tenant. "" is the unscoped one.
+    scope = models.CharField(_("scope"), max_length=SCOPE_MAX_LENGTH, blank=True, default="")
     status = models.CharField(_("status"), max_length=16, default="active")
     created_at = models.DateTimeField(_("created at"))
     # Tie-breaker for equal created_at values: insertion order (see _internal.ordering).
@@ -47,6 +53,13 @@ class Thread(models.Model):
         indexes = [
             models.Index(
                 fields=["owner", "created_at", "seq", "id"], name="chatkit_thread_owner_order"
+            ),
+            # threads.list in a scope walks this one; the one above serves unscoped requests.
+            # Scope first: the admin's scope filter uses it too, and the owner's foreign key
+            # still leads one index only.
+            models.Index(
+                fields=["scope", "owner", "created_at", "seq", "id"],
+                name="chatkit_thread_scope_order",
             ),
             models.Index(fields=["updated_at"], name="chatkit_thread_updated"),
         ]
@@ -232,6 +245,8 @@ class Attachment(models.Model):
         verbose_name=_("thread"),
         db_index=False,
     )
+    # The scope it was uploaded in, or its thread's once linked (see ``Thread.scope``).
+    scope = models.CharField(_("scope"), max_length=SCOPE_MAX_LENGTH, blank=True, default="")
     name = models.CharField(_("name"), max_length=255)
     mime_type = models.CharField(_("MIME type"), max_length=255)
     type = models.CharField(_("type"), max_length=16)

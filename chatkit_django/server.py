@@ -125,6 +125,9 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         """
         if isinstance(request, ThreadsListReq | ItemsListReq) and request.params.limit:
             request.params.limit = max(1, min(request.params.limit, self.max_page_size))
+        scope_of = getattr(self.store, "scope_of", None)
+        if scope_of is not None:
+            scope_of(context)  # a scope no row can hold: 400 now, not an error event later
         if is_streaming_req(request):
             await self.check_streaming_request(request, context)
             return StreamingResult(self.stream(request, context))

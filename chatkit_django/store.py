@@ -34,7 +34,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from chatkit_django import models as chatkit_models
 from chatkit_django._internal.cursors import decode_cursor, encode_cursor
-from chatkit_django._internal.nul import names_nothing, without_nul
+from chatkit_django._internal.nul import NUL, names_nothing, without_nul
 from chatkit_django._internal.ordering import (
     ROW_ORDER,
     Position,
@@ -49,7 +49,7 @@ from chatkit_django.attachments import (
 )
 from chatkit_django.context import ChatKitContext, UserLike
 from chatkit_django.deletion import delete_items, send_thread_deleted_on_commit
-from chatkit_django.exceptions import InvalidCursor
+from chatkit_django.exceptions import InvalidCursor, InvalidScope
 from chatkit_django.ids import generate_id
 
 logger = logging.getLogger(__name__)
@@ -93,8 +93,9 @@ class DjangoStore(Store[ChatKitContext]):
     ``Attachment``.
 
     Subclass to change how the acting user and request are found (``get_user``,
-    ``get_request``) or who may do what (``has_access``: the one access rule, which the
-    attachment views, the attachment store and the converters ask too).
+    ``get_request``), who may do what (``has_access``: the one access rule, which the
+    attachment views, the attachment store and the converters ask too) or which part of
+    their history a request sees (``get_scope``).
     """
 
     thread_model = chatkit_models.Thread
@@ -125,6 +126,53 @@ class DjangoStore(Store[ChatKitContext]):
             raise PermissionDenied("An authenticated user is required to write ChatKit data.")
         return user
 
+    # -- scope ---------------------------------------------------------------
+
+    def get_scope(self, context: ChatKitContext) -> str | None:
+        """The scope of ``context``: a workspace, an agent, a tenant; ``None`` for none.
+
+        A request in a scope sees only the threads and attachments of that scope, and what
+        it creates is put there: one user's history is split, one part per scope. A thread
+        of another scope is "not found", as a missing one. ``None`` (the default) is an
+        unscoped request: it sees every scope and creates in the unscoped one, ``""``.
+        Scopes only ever narrow what ``has_access`` allows. By default
+        ``context.scope`` (``ChatKitContext.scope``); override for a context of your own.
+        """
+        return getattr(context, "scope", None)
+
+    def scope_of(self, context: ChatKitContext) -> str | None:
+        """``get_scope(context)``, checked; ``InvalidScope`` (400) for a value no row can hold.
+
+        A scope often comes from the client (a header, a query parameter): a NUL, a value
+        longer than ``SCOPE_MAX_LENGTH`` or one that is not text is refused here, before the
+        database sees it.
+        """
+        scope = self.get_scope(context)
+        if scope is None:
+            return None
+        if not isinstance(scope, str):
+            raise InvalidScope(f"A scope is a string, not {type(scope).__name__}.")
+        if NUL in scope or len(scope) > chatkit_models.SCOPE_MAX_LENGTH or not _encodable(scope):
+            raise InvalidScope(
+                f"The scope {scope[:40]!r} is not valid: at most "
+                f"{chatkit_models.SCOPE_MAX_LENGTH} characters, no NUL."
+            )
+        return scope
+
+    def scope_lookup(self, context: ChatKitContext, prefix: str = "") -> dict[str, str]:
+        """Filter arguments that keep a query in the scope of ``context`` (none if unscoped)."""
+        scope = self.scope_of(context)
+        return {} if scope is None else {f"{prefix}scope": scope}
+
+    def in_scope(
+        self, obj: chatkit_models.Thread | chatkit_models.Attachment, context: ChatKitContext
+    ) -> bool:
+        """Whether a thread or attachment row (with its ``scope`` loaded) is in ``context``'s."""
+        scope = self.scope_of(context)
+        return scope is None or obj.scope == scope
+
+    # -- access ----------------------------------------------------------------
+
     async def has_access(self, user: Any, obj: models.Model, action: str) -> bool:
         """Whether ``user`` may ``action`` ("view", "change", "delete") ``obj``.
 
@@ -147,7 +195,7 @@ class DjangoStore(Store[ChatKitContext]):
         user = self._user(context)
         if user is not None and not names_nothing(thread_id):
             row = (
-                await self.thread_model.objects.filter(pk=thread_id)
+                await self.thread_model.objects.filter(pk=thread_id, **self.scope_lookup(context))
                 .only("owner_id", *fields)
                 .afirst()
             )
@@ -163,9 +211,9 @@ class DjangoStore(Store[ChatKitContext]):
         user = self._user(context)
         now = timezone.now()
         if user is not None and not names_nothing(thread_id):
-            updated = await self.thread_model.objects.filter(pk=thread_id, owner=user).aupdate(
-                updated_at=now
-            )
+            updated = await self.thread_model.objects.filter(
+                pk=thread_id, owner=user, **self.scope_lookup(context)
+            ).aupdate(updated_at=now)
             if updated:
                 return
         await self._accessible_thread(thread_id, context, "change")
@@ -209,22 +257,36 @@ class DjangoStore(Store[ChatKitContext]):
         return ThreadMetadata.model_validate(row.data)
 
     async def save_thread(self, thread: ThreadMetadata, context: ChatKitContext) -> None:
+        """Upsert; a new thread is put in the scope of ``context``, and stays there."""
         user = self._writer(context)
+        scope = self.scope_of(context)
         thread = without_nul(thread)
         fields = self.thread_fields(thread)
         fields["updated_at"] = timezone.now()
         threads = self.thread_model.objects
-        if await threads.filter(pk=thread.id, owner=user).aupdate(**fields):
+        if await threads.filter(pk=thread.id, owner=user, **self.scope_lookup(context)).aupdate(
+            **fields
+        ):
             return
         try:
-            await _insert(self.thread_model, id=thread.id, owner=user, seq=next_seq(), **fields)
+            await _insert(
+                self.thread_model,
+                id=thread.id,
+                owner=user,
+                seq=next_seq(),
+                scope=scope or "",
+                **fields,
+            )
         except IntegrityError:
             # The id exists and belongs to someone else: update it only with permission.
             await self._accessible_thread(thread.id, context, "change")
             await threads.filter(pk=thread.id).aupdate(**fields)
 
-    def listed_threads(self, user: Any) -> models.QuerySet[chatkit_models.Thread]:
-        """The threads ``threads.list`` shows ``user``: their own, once they hold an item.
+    def listed_threads(
+        self, user: Any, scope: str | None = None
+    ) -> models.QuerySet[chatkit_models.Thread]:
+        """The threads ``threads.list`` shows ``user``: their own in ``scope`` (every scope
+        for ``None``), once they hold an item.
 
         The SDK saves a new thread before its first message. Should that message never be
         stored (the process died in between, the database failed), the thread would show
@@ -232,20 +294,24 @@ class DjangoStore(Store[ChatKitContext]):
         not listed. The test is a semi-join on the items' thread index, in the same query.
         """
         items = self.item_model.objects.filter(thread_id=models.OuterRef("pk"))
-        return self.thread_model.objects.filter(models.Exists(items), owner=user)
+        threads = self.thread_model.objects.filter(models.Exists(items), owner=user)
+        return threads if scope is None else threads.filter(scope=scope)
 
     async def load_threads(
         self, limit: int, after: str | None, order: str, context: ChatKitContext
     ) -> Page[ThreadMetadata]:
-        """The acting user's own threads with items (``listed_threads``); others' threads,
-        even visible ones, are not listed."""
+        """The acting user's own threads with items, in the scope of ``context``
+        (``listed_threads``); others' threads, even visible ones, are not listed."""
         user = self._user(context)
+        scope = self.scope_of(context)
         if user is None:
             return Page(data=[], has_more=False, after=None)
-        position = await self._cursor_position("threads", self.thread_model, after, owner=user)
-        rows = keyset_page(self.listed_threads(user), after=position, order=order).values_list(
-            "data", *ROW_ORDER
+        position = await self._cursor_position(
+            "threads", self.thread_model, after, owner=user, **self.scope_lookup(context)
         )
+        rows = keyset_page(
+            self.listed_threads(user, scope), after=position, order=order
+        ).values_list("data", *ROW_ORDER)
         return _page(
             [r async for r in rows[: limit + 1]], limit, ThreadMetadata.model_validate, "threads"
         )
@@ -342,7 +408,9 @@ class DjangoStore(Store[ChatKitContext]):
         user = self._user(context)
         if user is not None and not names_nothing(thread_id, item_id):
             row = await (
-                self.item_model.objects.filter(pk=item_id, thread_id=thread_id)
+                self.item_model.objects.filter(
+                    pk=item_id, thread_id=thread_id, **self.scope_lookup(context, "thread__")
+                )
                 .select_related("thread")
                 .only("data", "thread__owner_id")
                 .afirst()
@@ -514,7 +582,9 @@ class DjangoStore(Store[ChatKitContext]):
         user = self._user(context)
         if user is not None and not names_nothing(attachment_id):
             row = (
-                await self.attachment_model.objects.filter(pk=attachment_id)
+                await self.attachment_model.objects.filter(
+                    pk=attachment_id, **self.scope_lookup(context)
+                )
                 .only("owner_id", *fields)
                 .afirst()
             )
@@ -523,13 +593,17 @@ class DjangoStore(Store[ChatKitContext]):
         raise NotFoundError(f"Attachment {attachment_id} not found")
 
     async def save_attachment(self, attachment: Attachment, context: ChatKitContext) -> None:
-        """Upsert. Linking it to a thread needs change access to that thread."""
+        """Upsert. Linking it to a thread needs change access to that thread, whose scope
+        the attachment takes; a new one is put in the scope of ``context``."""
         user = self._writer(context)
         attachment = without_nul(attachment)
-        if attachment.thread_id is not None:
-            await self._accessible_thread(attachment.thread_id, context, "change")
         fields = self.attachment_fields(attachment)
-        attachments: AttachmentRows = self.attachment_model.objects
+        if attachment.thread_id is not None:
+            thread = await self._accessible_thread(attachment.thread_id, context, "change", "scope")
+            fields["scope"] = thread.scope
+        attachments: AttachmentRows = self.attachment_model.objects.filter(
+            **self.scope_lookup(context)
+        )
         if attachment.thread_id is not None:
             # Linked once, an attachment stays with its thread: moving it would let a
             # deleted thread take a file another thread still shows.
@@ -546,7 +620,7 @@ class DjangoStore(Store[ChatKitContext]):
                 id=attachment.id,
                 owner=user,
                 uploaded_at=timezone.now(),
-                **fields,
+                **{"scope": self.scope_of(context) or "", **fields},
             )
         except IntegrityError:
             await self._accessible_attachment(attachment.id, context, "change")
@@ -582,9 +656,9 @@ class DjangoStore(Store[ChatKitContext]):
         if user is not None and wanted:
             rows = {
                 row.pk: row
-                async for row in self.attachment_model.objects.filter(pk__in=wanted).only(
-                    *ATTACHMENT_LOAD_FIELDS
-                )
+                async for row in self.attachment_model.objects.filter(
+                    pk__in=wanted, **self.scope_lookup(context)
+                ).only(*ATTACHMENT_LOAD_FIELDS)
             }
         attachments = []
         for attachment_id in attachment_ids:
@@ -632,8 +706,8 @@ class DjangoStore(Store[ChatKitContext]):
         """Ids of the image attachments of ``items`` the caller may not view (one query).
 
         Viewing a thread does not include viewing every attachment in it: a preview is
-        signed only for an attachment the access rule lets the caller view. An id with no
-        row has no bytes to leak and is left as stored.
+        signed only for an attachment the access rule lets the caller view, in the caller's
+        scope. An id with no row has no bytes to leak and is left as stored.
         """
         ids = {
             a.id
@@ -645,11 +719,13 @@ class DjangoStore(Store[ChatKitContext]):
         if not ids:
             return set()
         user = self._user(context)
-        rows = self.attachment_model.objects.filter(pk__in=ids).only("owner_id")
+        rows = self.attachment_model.objects.filter(pk__in=ids).only("owner_id", "scope")
         return {
             row.pk
             async for row in rows
-            if user is None or not await self.has_access(user, row, "view")
+            if user is None
+            or not self.in_scope(row, context)
+            or not await self.has_access(user, row, "view")
         }
 
     async def delete_attachment(self, attachment_id: str, context: ChatKitContext) -> None:
@@ -663,6 +739,15 @@ class DjangoStore(Store[ChatKitContext]):
         except NotFoundError:
             return
         await self.attachment_model.objects.filter(pk=row.pk).adelete()
+
+
+def _encodable(text: str) -> bool:
+    # A lone surrogate (JSON's "\ud800") is a str Python holds but no database can store.
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @sync_to_async

@@ -47,6 +47,7 @@ from chatkit_django.attachments import (
     can_presign,
     find_attachment,
     get_django_attachment_store,
+    preview_signature_valid,
     read_upload_token,
 )
 from chatkit_django.authentication import get_authenticators
@@ -177,8 +178,12 @@ class UploadTargetView(AttachmentAPIView):
     def claim_token(self, request: Request, attachment_id: str) -> dict[str, str]:
         token = request.query_params.get("token") or request.headers.get("X-ChatKit-Upload-Token")
         if not token:
-            row = find_attachment(attachment_id, "owner_id")
-            if row is None or not user_has_access(request.user, row, "change"):
+            row = find_attachment(attachment_id, "owner_id", "scope")
+            if (
+                row is None
+                or not user_has_access(request.user, row, "change")
+                or not self.get_attachment_store().in_scope(row, self.get_context(request))
+            ):
                 raise exceptions.NotFound
             raise exceptions.InvalidUploadToken("This upload URL needs its token.")
         claims = read_upload_token(token)
@@ -246,6 +251,11 @@ class AttachmentContentView(AttachmentAPIView):
         except (PermissionDenied, NotAuthenticated, exceptions.InvalidPreviewSignature):
             # Another user's attachment is indistinguishable from a missing one.
             raise exceptions.NotFound from None
+        # A signed preview link is a grant of its own (an <img> sends no scope); otherwise
+        # the attachment must be in the request's scope, as on the endpoint.
+        signed = preview_signature_valid(request.query_params.get("sig"), attachment_id)
+        if not signed and not self.get_attachment_store().in_scope(row, self.get_context(request)):
+            raise exceptions.NotFound
         return row
 
     def disposition(self, row: Attachment) -> bool:

@@ -87,6 +87,8 @@ CHATKIT = {
         "application/pdf": 25 * 1024 * 1024,
         "*": 5 * 1024 * 1024,
     },
+    # Two agents, each with its own history for the same user (docs/guides/workspaces.md).
+    "CONTEXT_FACTORY": "example_project.demo.context.chatkit_context",
     # --8<-- [start:throttles]
     # Per user (per address when anonymous), counted in CACHES["default"]: local memory in
     # the demo, so per process. With several workers, point THROTTLE_CACHE at Redis.

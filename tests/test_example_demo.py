@@ -148,7 +148,7 @@ async def test_the_tour_button_starts_an_answered_thread_and_the_page_opens_it(
     response = await http.post("/welcome/")
     assert response.status_code == 302
     location = response["Location"]
-    thread_id = location.removeprefix("/?thread=")
+    thread_id = location.removeprefix("/?agent=support&thread=")
     assert thread_id.startswith("thr_")
 
     page = await http.get(location)

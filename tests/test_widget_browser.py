@@ -156,8 +156,8 @@ def test_the_tour_button_opens_the_thread_the_server_started(example_server, tmp
             page.click("input[type=submit]")
             page.wait_for_url(f"{base}/")
             page.click("text=Take the tour")
-            page.wait_for_url(re.compile(r".*/\?thread=thr_\w+$"))
-            thread_id = page.url.split("?thread=")[1]
+            page.wait_for_url(re.compile(r".*/\?agent=support&thread=thr_\w+$"))
+            thread_id = page.url.split("&thread=")[1]
             page.wait_for_function("window.chatkitOptions !== undefined")
             assert page.evaluate("window.chatkitOptions.initialThread") == thread_id
 

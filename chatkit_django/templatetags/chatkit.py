@@ -16,6 +16,7 @@ from django import template
 from django.middleware.csrf import get_token
 from django.urls import NoReverseMatch, reverse
 
+from chatkit_django.context import SCOPE_HEADER
 from chatkit_django.upload_limits import chatkit_js_max_size
 
 register = template.Library()
@@ -55,6 +56,7 @@ def chatkit_widget(
     style: str = "display:block;height:640px;width:100%",
     script_url: str = CHATKIT_JS_URL,
     initial_thread: str | None = None,
+    scope: str | None = None,
 ) -> dict[str, Any]:
     """Embed ChatKit.js pointed at this app's endpoint.
 
@@ -73,6 +75,10 @@ def chatkit_widget(
         initial_thread: id of a thread to open (ChatKit.js ``initialThread``), e.g. one
             started with ``chatkit_django.conversations.astart_thread``; empty or ``None``
             opens the start screen. The endpoint still checks the user may see it.
+        scope: sent as the ``X-ChatKit-Scope`` header (``context.SCOPE_HEADER``) with every
+            request, for the project's ``CONTEXT_FACTORY`` to put in ``ChatKitContext.scope``:
+            a workspace, an agent, a tenant, each with a history of its own. Printable ASCII
+            (an HTTP header value).
     """
     if upload_strategy not in UPLOAD_STRATEGIES:
         missing = context.template.engine.string_if_invalid if context.template else ""
@@ -86,6 +92,12 @@ def chatkit_widget(
         raise template.TemplateSyntaxError(
             f"chatkit_widget upload_strategy must be 'direct', 'two_phase' or None, "
             f"not {upload_strategy!r}.{cause}"
+        )
+    if scope is not None and not (
+        isinstance(scope, str) and scope.isascii() and scope.isprintable()
+    ):
+        raise template.TemplateSyntaxError(
+            f"chatkit_widget scope must be printable ASCII (an HTTP header value), not {scope!r}."
         )
     request = context.get("request")
     if request is None:
@@ -115,6 +127,7 @@ def chatkit_widget(
         "config": {
             "elementId": element_id,
             "csrfToken": get_token(request),
+            "headers": {SCOPE_HEADER: scope} if scope else {},
             "entitySearchUrl": reverse_or_none("chatkit:entity-search"),
             "entityPreviewUrl": reverse_or_none("chatkit:entity-preview"),
             "options": merge(defaults, options or {}),

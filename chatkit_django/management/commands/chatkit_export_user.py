@@ -29,17 +29,30 @@ class Command(BaseCommand):
         add_user_argument(parser)
         parser.add_argument("--format", choices=["json", "markdown"], default="json")
         parser.add_argument("--output", "-o", metavar="FILE", help="write here, not to stdout")
+        parser.add_argument(
+            "--scope",
+            help="only this scope (workspace, agent, tenant: DjangoStore.get_scope); "
+            '"" for the unscoped threads',
+        )
 
-    def chunks(self, user: Any, fmt: str) -> Iterator[str]:
+    def chunks(self, user: Any, fmt: str, scope: str | None = None) -> Iterator[str]:
         threads = Thread.objects.filter(owner=user)
         attachments = Attachment.objects.filter(owner=user)
         feedback = Feedback.objects.filter(user=user)
         messages = messages_elsewhere(user)
+        extra = {}
+        if scope is not None:
+            threads = threads.filter(scope=scope)
+            attachments = attachments.filter(scope=scope)
+            feedback = feedback.filter(thread__scope=scope)
+            messages = messages.filter(thread__scope=scope)
+            extra["scope"] = scope
         if fmt == "markdown":
             return self.markdown(threads, messages, attachments, feedback)
         return export.iter_json(
             threads,
             user={"pk": str(user.pk), "username": user.get_username()},
+            **extra,
             messages=[dump(item) for item in export.iter_items(messages)],
             attachments=list(
                 attachments.order_by("created_at", "pk").values_list("data", flat=True)
@@ -82,7 +95,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         user = get_user(options)
-        chunks = self.chunks(user, options["format"])
+        chunks = self.chunks(user, options["format"], options["scope"])
         if options["output"]:
             with open(options["output"], "w", encoding="utf-8") as f:
                 f.writelines(chunks)

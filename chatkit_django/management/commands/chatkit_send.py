@@ -42,6 +42,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--title", help="title of the new thread")
         parser.add_argument(
+            "--scope", help="the workspace, agent or tenant (docs/guides/workspaces.md)"
+        )
+        parser.add_argument(
             "--metadata", metavar="JSON", help="metadata of the new thread, e.g. '{\"ticket\": 7}'"
         )
 
@@ -58,6 +61,7 @@ class Command(BaseCommand):
                 metadata=metadata,
                 title=options["title"],
                 respond=options["respond"],
+                scope=options["scope"],
             )
         except (APIException, NotFoundError, ImproperlyConfigured, ValueError) as e:
             raise CommandError(one_line(e)) from e
