@@ -73,17 +73,13 @@ def load_session_user(request: HttpRequest, session_key: str) -> Any:
     """The user of the session ``session_key``, read into a new ``request.session``.
 
     Usually a request's first query, so a connection that died with a database restart
-    is met here: it is retried once on a fresh one (``retry_on_dead_connection``). A session
-    whose load failed is taken off the request, never reused half-read: the retry, and
-    anything after the error, start from a new one.
+    is met here: it is retried once on a fresh one (``retry_on_dead_connection``), with a
+    new session. Should it fail, the endpoint's 503 does not keep the half-read session
+    (``reconnect.forget_half_read_session``).
     """
     engine = import_module(settings.SESSION_ENGINE)
     request.session = engine.SessionStore(session_key)
-    try:
-        return get_user(request)
-    except BaseException:
-        del request.session
-        raise
+    return get_user(request)
 
 
 class AuthenticationMixin:

@@ -11,14 +11,14 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.utils.translation import gettext_lazy as _
 from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from chatkit_django.reconnect import DATABASE_ERRORS
+from chatkit_django.reconnect import DATABASE_ERRORS, forget_half_read_session
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -69,12 +69,17 @@ def is_database_unavailable(error: BaseException) -> bool:
     return isinstance(error, DATABASE_ERRORS)
 
 
-def database_unavailable_response(error: BaseException, what: str) -> JsonResponse:
+def database_unavailable_response(
+    error: BaseException, what: str, request: HttpRequest | None = None
+) -> JsonResponse:
     """503 ``database_unavailable`` with ``Retry-After``, for ``error`` raised while ``what``
     ran, and logged with its traceback. The one place a database failure becomes an answer
     for the views that are not DRF views (DRF views: ``exception_handler``). A pool that
-    gave no connection in time is ``server_busy_response()`` instead."""
+    gave no connection in time is ``server_busy_response()`` instead. A session of
+    ``request`` whose load failed is not kept (``forget_half_read_session``)."""
     log_database_unavailable(error, what)
+    if request is not None:
+        forget_half_read_session(request)
     if is_pool_exhausted(error):
         return server_busy_response()
     exc = DatabaseUnavailable()
@@ -98,6 +103,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if is_database_unavailable(exc):
         view = context.get("view")
         log_database_unavailable(exc, type(view).__name__ if view is not None else "A view")
+        request = context.get("request")
+        if request is not None:
+            forget_half_read_session(getattr(request, "_request", request))
         busy = is_pool_exhausted(exc)
         exc = DatabaseUnavailable()
         response = drf_exception_handler(exc, context)

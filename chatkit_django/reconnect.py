@@ -85,6 +85,23 @@ def discard_dead_connections() -> bool:
     return True
 
 
+def forget_half_read_session(request: Any) -> None:
+    """Put a fresh copy of a session whose load failed on ``request``, never read.
+
+    A ``SessionStore`` whose load raised is marked accessed but holds no data: read again it
+    would load again, and Django's ``SessionMiddleware`` takes it for an empty session and
+    deletes the user's cookie, logging them out over a database blip. The fresh copy has the
+    same key and has not been accessed, so the middleware leaves the cookie alone.
+    """
+    from django.contrib.sessions.backends.base import SessionBase
+
+    session = getattr(request, "session", None)
+    if not isinstance(session, SessionBase) or hasattr(session, "_session_cache"):
+        return
+    if session.accessed:
+        request.session = type(session)(session.session_key)
+
+
 def _retrying(error: BaseException, name: str) -> None:
     logger.warning("%s failed on a dead database connection; retrying once: %s", name, error)
 

@@ -106,7 +106,7 @@ class ChatKitEndpointMixin(ThrottledEndpointMixin, AuthenticationMixin):
         try:
             return await self.answer_chatkit(request)
         except DATABASE_ERRORS as e:
-            return database_unavailable_response(e, "ChatKit request")
+            return database_unavailable_response(e, "ChatKit request", request)
 
     async def answer_chatkit(self, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         if request.method != "POST":

@@ -96,7 +96,7 @@ class EntityView(AuthenticationMixin, View):
                 return refused
             return await self.get(request, user)
         except DATABASE_ERRORS as e:
-            return database_unavailable_response(e, type(self).__name__)
+            return database_unavailable_response(e, type(self).__name__, request)
 
 
 class EntitySearchView(EntityView):
