@@ -87,9 +87,7 @@ async def test_endpoint_answers_503_while_the_database_is_down(
     assert "sessionid" not in response.cookies
 
 
-def test_channels_consumer_answers_503_while_the_database_is_down(
-    take_database_down, user_factory
-):
+def test_channels_consumer_answers_503_while_the_database_is_down(take_database_down, user_factory):
     client = Client()
     client.force_login(user_factory())
     session = client.cookies["sessionid"].value
