@@ -88,10 +88,11 @@ def discard_dead_connections() -> bool:
 def forget_half_read_session(request: Any) -> None:
     """Put a fresh copy of a session whose load failed on ``request``, never read.
 
-    A ``SessionStore`` whose load raised is marked accessed but holds no data: read again it
-    would load again, and Django's ``SessionMiddleware`` takes it for an empty session and
-    deletes the user's cookie, logging them out over a database blip. The fresh copy has the
-    same key and has not been accessed, so the middleware leaves the cookie alone.
+    A ``SessionStore`` whose load raised is marked accessed but holds no data (its
+    ``_session_cache`` is missing: the ``AttributeError`` chained to every such traceback).
+    Whatever reads it later in the request (a receiver, a middleware's response phase) would
+    run the failed load again, or work from a session that was never read. The fresh copy has
+    the same key and has not been accessed: nothing is taken from the half-read one.
     """
     from django.contrib.sessions.backends.base import SessionBase
 
