@@ -109,6 +109,7 @@ class ChatKitEndpointMixin(ThrottledEndpointMixin, AuthenticationMixin):
             return database_unavailable_response(e, "ChatKit request", request)
 
     async def answer_chatkit(self, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+        """``handle_chatkit()`` but for database failures, which it answers."""
         if request.method != "POST":
             response = error_response(
                 f'Method "{request.method}" not allowed.', "method_not_allowed", 405
