@@ -128,6 +128,12 @@ class PgCluster:
 
     # -- connecting --------------------------------------------------------------
 
+    @property
+    def dsn(self) -> dict[str, str]:
+        """Connection settings as Django's ``DATABASES`` keys take them (the interface of
+        ``benchmarks/pgcluster.py``'s ``PrivateCluster``, so either can stand in for the other)."""
+        return {"HOST": self.host, "PORT": str(self.port), "USER": self.user}
+
     def conninfo(self, dbname: str = "postgres") -> str:
         return f"host={self.host} port={self.port} user={self.user} dbname={dbname}"
 
