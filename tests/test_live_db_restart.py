@@ -145,12 +145,19 @@ def client_loop(base: str, cookies: dict[str, str], n: int, stop: threading.Even
             )
 
 
-def test_a_database_restart_loses_no_answer_and_fails_only_requests_in_flight(tmp_path: Path):
+#: Django's ASGI handler (a thread per request), and ``chatkit_django.asgi`` (shared threads).
+APPS = ["tests.asgi:application", "tests.shared_asgi:application"]
+
+
+@pytest.mark.parametrize("app", APPS, ids=["django-handler", "shared-threads"])
+def test_a_database_restart_loses_no_answer_and_fails_only_requests_in_flight(
+    app: str, tmp_path: Path
+):
     with PgCluster() as cluster:
         cluster.create_database(DB_NAME)
         cookies = {**seed(cluster), "csrftoken": "c" * 32}
         gate = tmp_path / "gate"
-        with run_live_server(env=server_env(cluster)) as base:
+        with run_live_server(app, env=server_env(cluster)) as base:
             # 50 streams, each waiting on the gate once its first delta is out.
             opened = threading.Semaphore(0)
             answers: dict[int, list[dict]] = {}
