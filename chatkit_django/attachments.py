@@ -42,6 +42,7 @@ from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
 from django.db import router, transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -73,6 +74,7 @@ from chatkit_django.instances import (
 )
 from chatkit_django.models import Attachment as AttachmentRow
 from chatkit_django.models import Thread as ThreadRow
+from chatkit_django.reconnect import retry_on_dead_connection
 from chatkit_django.upload_limits import max_upload_bytes, stored_file_too_large, upload_too_large
 
 if TYPE_CHECKING:
@@ -241,11 +243,13 @@ def find_attachment(attachment_id: str, *fields: str) -> AttachmentRow | None:
     return (rows.only(*fields) if fields else rows).first()
 
 
+@retry_on_dead_connection
 def insert_attachment(*, savepoint: bool = False, **fields: Any) -> AttachmentRow:
     """Insert one attachment row: the only place rows are created.
 
     ``savepoint=True`` for an id the client chose: a duplicate then does not break an
-    enclosing transaction. Ids generated here are unique; they need none.
+    enclosing transaction. Ids generated here are unique; they need none. Retried once on a
+    fresh connection when it meets a dead one.
     """
     db = router.db_for_write(AttachmentRow)  # objects.db is the read alias
     rows = AttachmentRow.objects.using(db)
@@ -253,6 +257,13 @@ def insert_attachment(*, savepoint: bool = False, **fields: Any) -> AttachmentRo
         return rows.create(**fields)
     with transaction.atomic(using=db):
         return rows.create(**fields)
+
+
+@retry_on_dead_connection
+def update_attachments(rows: QuerySet[AttachmentRow], **fields: Any) -> int:
+    """``rows.update(**fields)``, retried once on a fresh connection when it meets a dead one:
+    every change of an attachment row after its insert goes through here."""
+    return rows.update(**fields)
 
 
 class DjangoAttachmentStore(AttachmentStore[Any]):
@@ -601,17 +612,16 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
         back, so the client may try again.
         """
         rows = AttachmentRow.objects.filter(pk=attachment_id, uploaded_at__isnull=True)
-        spent = (
-            rows.filter(owner_id=claims["u"], upload_nonce=claims["n"])
-            .exclude(upload_nonce="")
-            .update(upload_nonce="")
+        spent = update_attachments(
+            rows.filter(owner_id=claims["u"], upload_nonce=claims["n"]).exclude(upload_nonce=""),
+            upload_nonce="",
         )
         if not spent:
             raise exceptions.InvalidUploadToken
         try:
             return self.store_pending_bytes(attachment_id, read_content, request)
         except BaseException:
-            rows.filter(upload_nonce="").update(upload_nonce=claims["n"])
+            update_attachments(rows.filter(upload_nonce=""), upload_nonce=claims["n"])
             raise
 
     def store_pending_bytes(
@@ -641,8 +651,12 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
             attachment = build_attachment(attachment_id, row.name, mime_type, request)
             data = {**row.data, **attachment.model_dump(mode="json", by_alias=True)}
             data["upload_descriptor"] = None
-            saved = AttachmentRow.objects.filter(pk=attachment_id, uploaded_at__isnull=True).update(
-                file=stored, size=size, uploaded_at=timezone.now(), data=data
+            saved = update_attachments(
+                AttachmentRow.objects.filter(pk=attachment_id, uploaded_at__isnull=True),
+                file=stored,
+                size=size,
+                uploaded_at=timezone.now(),
+                data=data,
             )
             if not saved:
                 # Deleted while its bytes streamed in: they must not outlive it.
@@ -686,9 +700,13 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
             return self.refresh_confirmed(row)
         data = {**row.data, "upload_descriptor": None}
         now = timezone.now()
-        confirmed = AttachmentRow.objects.filter(
-            pk=row.pk, uploaded_at__isnull=True, file=upload
-        ).update(file=stored, size=size, uploaded_at=now, data=data)
+        confirmed = update_attachments(
+            AttachmentRow.objects.filter(pk=row.pk, uploaded_at__isnull=True, file=upload),
+            file=stored,
+            size=size,
+            uploaded_at=now,
+            data=data,
+        )
         if not confirmed:
             # Deleted meanwhile, or confirmed by another request with a copy of its own.
             delete_stored(storage, stored)

@@ -29,6 +29,7 @@ from django.utils.functional import LazyObject
 from chatkit_django._internal.compat import csrf_failure, lazy_value
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.exceptions import error_response
+from chatkit_django.reconnect import retry_on_dead_connection
 
 if TYPE_CHECKING:
     from rest_framework.authentication import BaseAuthentication
@@ -63,6 +64,24 @@ async def _return(value: Any) -> Any:
     return value
 
 
+#: Django's ``get_user()``, retried once on a fresh connection when it meets a dead one.
+get_user_retrying = retry_on_dead_connection(get_user)
+
+
+@retry_on_dead_connection
+def load_session_user(request: HttpRequest, session_key: str) -> Any:
+    """The user of the session ``session_key``, read into a new ``request.session``.
+
+    Usually a request's first query, so a connection that died with a database restart
+    is met here: it is retried once on a fresh one (``retry_on_dead_connection``), with a
+    new session. Should it fail, the endpoint's 503 does not keep the half-read session
+    (``reconnect.forget_half_read_session``).
+    """
+    engine = import_module(settings.SESSION_ENGINE)
+    request.session = engine.SessionStore(session_key)
+    return get_user(request)
+
+
 class AuthenticationMixin:
     """``authenticate(request)`` for native async views: sets ``request.user`` or refuses.
 
@@ -87,7 +106,9 @@ class AuthenticationMixin:
         user = None
         if authenticators:
             # DRF authenticators are synchronous (token lookups hit the database).
-            user = await sync_to_async(self._drf_authenticate)(request, authenticators)
+            user = await sync_to_async(retry_on_dead_connection(self._drf_authenticate))(
+                request, authenticators
+            )
         if user is None:
             user = await self.get_session_user(request)
             if user is not None and user.is_authenticated:
@@ -148,13 +169,12 @@ class AuthenticationMixin:
                 return loaded
         elif user is not None:  # set by Channels' AuthMiddlewareStack, or a test
             return user
-        if not hasattr(request, "session"):
-            session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
-            if not session_key or not apps.is_installed("django.contrib.sessions"):
-                return None
-            engine = import_module(settings.SESSION_ENGINE)
-            request.session = engine.SessionStore(session_key)
-        return await sync_to_async(get_user)(request)
+        if hasattr(request, "session"):
+            return await sync_to_async(get_user_retrying)(request)
+        session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+        if not session_key or not apps.is_installed("django.contrib.sessions"):
+            return None
+        return await sync_to_async(load_session_user)(request, session_key)
 
     def enforce_csrf(self, request: HttpRequest) -> None:
         """Cookie-authenticated requests must carry the CSRF token (``X-CSRFToken``)."""

@@ -2,8 +2,10 @@
 
 For projects that route HTTP through Channels' ``ProtocolTypeRouter``. The request is turned
 into a Django ``HttpRequest`` and answered by the same ``ChatKitEndpointMixin`` as the view;
-only writing the response to ASGI differs. Wrap it in ``AuthMiddlewareStack`` for session
-users (``scope["user"]``), or name DRF authenticators in ``CHATKIT['AUTHENTICATION_CLASSES']``.
+only writing the response to ASGI differs. It reads the session cookie itself, as the view
+does without middleware, or uses DRF authenticators (``CHATKIT['AUTHENTICATION_CLASSES']``).
+``AuthMiddlewareStack`` works too (``scope["user"]``), but it loads the session before the
+consumer runs, where a database failure is Channels' plain-text 500, not our JSON 503.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from chatkit_django.streaming import ChatKitEndpointMixin, request_too_large_res
 
 
 class ChatKitConsumer(ChatKitEndpointMixin, AsyncHttpConsumer):  # type: ignore[misc]  # channels is untyped
-    """``path("chatkit/", AuthMiddlewareStack(ChatKitConsumer.as_asgi()))``."""
+    """``path("chatkit/", ChatKitConsumer.as_asgi())``."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # Kept to watch for http.disconnect while a stream is being sent: the dispatch loop

@@ -7,18 +7,26 @@ endpoint builds the same body with ``error_response``.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.utils.translation import gettext_lazy as _
 from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from chatkit_django.reconnect import DATABASE_ERRORS, forget_half_read_session
+
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
+
+logger = logging.getLogger(__name__)
+
+#: ``Retry-After`` (seconds) of a 503 ``database_unavailable``.
+DATABASE_RETRY_AFTER = 1
 
 
 def error_response(detail: StrOrPromise, code: str, status_code: int) -> JsonResponse:
@@ -55,13 +63,61 @@ def server_busy_response() -> JsonResponse:
     return response
 
 
+def is_database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` is the database failing (down, restarting, no pooled connection in
+    time) rather than a bug: such requests are answered 503 ``database_unavailable``."""
+    return isinstance(error, DATABASE_ERRORS)
+
+
+def database_unavailable_response(
+    error: BaseException, what: str, request: HttpRequest | None = None
+) -> JsonResponse:
+    """503 ``database_unavailable`` with ``Retry-After``, for ``error`` raised while ``what``
+    ran, and logged with its traceback. The one place a database failure becomes an answer
+    for the views that are not DRF views (DRF views: ``exception_handler``). A pool that
+    gave no connection in time is ``server_busy_response()`` instead. A session of
+    ``request`` whose load failed is not kept (``forget_half_read_session``)."""
+    log_database_unavailable(error, what)
+    if request is not None:
+        forget_half_read_session(request)
+    if is_pool_exhausted(error):
+        return server_busy_response()
+    exc = DatabaseUnavailable()
+    response = error_response(str(exc.detail), exc.default_code, exc.status_code)
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER)
+    return response
+
+
+def log_database_unavailable(error: BaseException, what: str) -> None:
+    logger.warning("%s: the database is unavailable, answered 503", what, exc_info=error)
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, with the error ``code`` beside ``detail``.
 
     Django's own refusals of a request body (too many fields or files, form data over
     ``DATA_UPLOAD_MAX_MEMORY_SIZE``) are ``SuspiciousOperation``s, which DRF leaves to
-    Django's HTML 400 page; they are answered in our shape here.
+    Django's HTML 400 page; they are answered in our shape here. A database failure is a
+    503 ``database_unavailable`` with ``Retry-After`` (``is_database_unavailable``).
     """
+    if is_database_unavailable(exc):
+        view = context.get("view")
+        log_database_unavailable(exc, type(view).__name__ if view is not None else "A view")
+        request = context.get("request")
+        if request is not None:
+            forget_half_read_session(getattr(request, "_request", request))
+        busy = is_pool_exhausted(exc)
+        exc = DatabaseUnavailable()
+        response = drf_exception_handler(exc, context)
+        if response is not None:
+            response.data = {"detail": str(exc.detail), "code": exc.default_code}
+            if busy:  # as server_busy_response()
+                response.data = {
+                    "detail": str(_("The server is busy. Try again in a moment.")),
+                    "code": "server_busy",
+                }
+            response["Retry-After"] = str(DATABASE_RETRY_AFTER)
+        return response
     if isinstance(exc, RequestDataTooBig):
         exc = RequestTooLarge(str(exc))
     elif isinstance(exc, SuspiciousOperation):
@@ -159,6 +215,14 @@ class InvalidPreviewSignature(APIException):
     status_code = status.HTTP_403_FORBIDDEN
     default_detail = _("The link is invalid or expired; reload the conversation for a new one.")
     default_code = "invalid_signature"
+
+
+class DatabaseUnavailable(APIException):
+    """The database could not be reached (down, restarting) or gave no connection in time."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = _("The database is unavailable; try again in a moment.")
+    default_code = "database_unavailable"
 
 
 class StorageUnavailable(APIException):

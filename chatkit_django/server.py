@@ -64,6 +64,7 @@ from chatkit_django.exceptions import (
 )
 from chatkit_django.instances import get_server
 from chatkit_django.models import Feedback, ThreadItem
+from chatkit_django.reconnect import retry_on_dead_connection
 
 if TYPE_CHECKING:
     from chatkit_django.agents import DjangoResponseStreamConverter, DjangoThreadItemConverter
@@ -371,6 +372,7 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
             return
         raise AlreadyAnswered(f"Item {item.id} was answered already.")
 
+    @retry_on_dead_connection
     async def add_feedback(
         self,
         thread_id: str,
@@ -381,7 +383,8 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         """Record ``items.feedback`` as ``Feedback`` rows, one per item and user.
 
         A second vote on the same item replaces the first. The thread must be visible to
-        the user and every item must belong to it, or nothing is written (404).
+        the user and every item must belong to it, or nothing is written (404). An upsert, so
+        it is retried once on a fresh connection when it meets a dead one.
         """
         await self.store.load_thread(thread_id, context)
         get_user = getattr(self.store, "get_user", None)

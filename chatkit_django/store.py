@@ -51,6 +51,7 @@ from chatkit_django.context import ChatKitContext, UserLike
 from chatkit_django.deletion import delete_items, send_thread_deleted_on_commit
 from chatkit_django.exceptions import InvalidCursor, InvalidScope
 from chatkit_django.ids import generate_id
+from chatkit_django.reconnect import retry_on_dead_connection
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,10 @@ class DjangoStore(Store[ChatKitContext]):
     ``get_request``), who may do what (``has_access``: the one access rule, which the
     attachment views, the attachment store and the converters ask too) or which part of
     their history a request sees (``get_scope``).
+
+    Every write is retried once on a fresh connection when it meets a dead one (a database
+    restart): ``chatkit_django.reconnect.retry_on_dead_connection``. Writes of a subclass
+    should be upserts too, and can use the same decorator.
     """
 
     thread_model = chatkit_models.Thread
@@ -256,6 +261,7 @@ class DjangoStore(Store[ChatKitContext]):
         row = await self._accessible_thread(thread_id, context, action, "data")
         return ThreadMetadata.model_validate(row.data)
 
+    @retry_on_dead_connection
     async def save_thread(self, thread: ThreadMetadata, context: ChatKitContext) -> None:
         """Upsert; a new thread is put in the scope of ``context``, and stays there."""
         user = self._writer(context)
@@ -316,6 +322,7 @@ class DjangoStore(Store[ChatKitContext]):
             [r async for r in rows[: limit + 1]], limit, ThreadMetadata.model_validate, "threads"
         )
 
+    @retry_on_dead_connection
     async def delete_thread(self, thread_id: str, context: ChatKitContext) -> None:
         row = await self._accessible_thread(thread_id, context, "delete")
         await self._delete_thread_rows(row.pk, self._user(context))
@@ -421,6 +428,7 @@ class DjangoStore(Store[ChatKitContext]):
                 return self.present_item(item, context, hidden)
         raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
 
+    @retry_on_dead_connection
     async def add_thread_item(
         self, thread_id: str, item: ThreadItem, context: ChatKitContext
     ) -> None:
@@ -471,6 +479,7 @@ class DjangoStore(Store[ChatKitContext]):
                 thread_id,
             )
 
+    @retry_on_dead_connection
     async def save_item(self, thread_id: str, item: ThreadItem, context: ChatKitContext) -> None:
         """Upsert; an existing item keeps its place in the thread."""
         await self._touch_thread(thread_id, context)
@@ -528,6 +537,7 @@ class DjangoStore(Store[ChatKitContext]):
             # The id is taken by an item of another thread.
             raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
 
+    @retry_on_dead_connection
     async def claim_pending_item(
         self, thread_id: str, item: ThreadItem, context: ChatKitContext
     ) -> bool:
@@ -555,6 +565,7 @@ class DjangoStore(Store[ChatKitContext]):
         ).aupdate(data=data)
         return bool(claimed)
 
+    @retry_on_dead_connection
     async def delete_thread_item(
         self, thread_id: str, item_id: str, context: ChatKitContext
     ) -> None:
@@ -592,6 +603,7 @@ class DjangoStore(Store[ChatKitContext]):
                 return row
         raise NotFoundError(f"Attachment {attachment_id} not found")
 
+    @retry_on_dead_connection
     async def save_attachment(self, attachment: Attachment, context: ChatKitContext) -> None:
         """Upsert. Linking it to a thread needs change access to that thread, whose scope
         the attachment takes; a new one is put in the scope of ``context``."""
@@ -728,6 +740,7 @@ class DjangoStore(Store[ChatKitContext]):
             or not await self.has_access(user, row, "view")
         }
 
+    @retry_on_dead_connection
     async def delete_attachment(self, attachment_id: str, context: ChatKitContext) -> None:
         """Delete it if the user may; idempotent, as the SDK expects.
 

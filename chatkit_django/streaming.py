@@ -34,7 +34,14 @@ from chatkit_django.authentication import AuthenticationMixin
 from chatkit_django.background import AnswerKeeper, get_answer_keeper
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.context import ChatKitContext, make_context
-from chatkit_django.exceptions import error_response, is_pool_exhausted, server_busy_response
+from chatkit_django.exceptions import (
+    database_unavailable_response,
+    error_response,
+    is_database_unavailable,
+    is_pool_exhausted,
+    server_busy_response,
+)
+from chatkit_django.reconnect import DATABASE_ERRORS
 from chatkit_django.server import REQUEST_ADAPTER, DjangoChatKitServer, get_server
 from chatkit_django.throttling import ThrottledEndpointMixin
 
@@ -90,7 +97,19 @@ class ChatKitEndpointMixin(ThrottledEndpointMixin, AuthenticationMixin):
     # -- the endpoint --------------------------------------------------------
 
     async def handle_chatkit(self, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
-        """Answer one ChatKit request: the whole endpoint, for the view and the consumer."""
+        """Answer one ChatKit request: the whole endpoint, for the view and the consumer.
+
+        A database failure anywhere before the response starts (reading the user, the
+        throttles, the server) is a 503 ``database_unavailable`` with ``Retry-After``; one
+        during a stream ends it with the SDK's error event, ``allow_retry`` true.
+        """
+        try:
+            return await self.answer_chatkit(request)
+        except DATABASE_ERRORS as e:
+            return database_unavailable_response(e, "ChatKit request", request)
+
+    async def answer_chatkit(self, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+        """``handle_chatkit()`` but for database failures, which it answers."""
         if request.method != "POST":
             response = error_response(
                 f'Method "{request.method}" not allowed.', "method_not_allowed", 405
@@ -133,6 +152,8 @@ class ChatKitEndpointMixin(ThrottledEndpointMixin, AuthenticationMixin):
             return error_response(
                 str(e.detail), codes if isinstance(codes, str) else "invalid", e.status_code
             )
+        except DATABASE_ERRORS:
+            raise  # 503, in handle_chatkit
         except ValueError as e:
             if isinstance(e, ValidationError):
                 # pydantic's errors are ValueErrors too, but the request was validated
@@ -406,7 +427,10 @@ async def sse_events(
             # Raised outside the SDK's own error handling (a row vanished mid-way, say):
             # end the stream with the SDK's error event rather than a broken connection.
             logger.error("ChatKit stream failed", exc_info=outcome[0])
-            event = ErrorEvent(code=ErrorCode.STREAM_ERROR, allow_retry=False)
+            # A database failure is worth retrying (a restart); anything else is a bug.
+            event = ErrorEvent(
+                code=ErrorCode.STREAM_ERROR, allow_retry=is_database_unavailable(outcome[0])
+            )
             payload = event.model_dump_json(by_alias=True, exclude_none=True).encode()
             yield b"data: " + payload + b"\n\n"
             return

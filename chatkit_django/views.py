@@ -22,7 +22,8 @@ from chatkit_django.authentication import (
 )
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.entities import get_entity_sources, resolve_entity
-from chatkit_django.exceptions import error_response
+from chatkit_django.exceptions import database_unavailable_response, error_response
+from chatkit_django.reconnect import DATABASE_ERRORS
 from chatkit_django.streaming import ChatKitEndpointMixin
 from chatkit_django.throttling import ChatKitThrottle, throttle_request
 
@@ -87,12 +88,15 @@ class EntityView(AuthenticationMixin, View):
             response["Allow"] = "GET"
             return response
         try:
-            user = await self.get_user(request)
-        except (AuthenticationError, PermissionDenied) as e:
-            return authentication_failed_response(e)
-        if refused := await throttle_request(self.get_throttles(), request, self):
-            return refused
-        return await self.get(request, user)
+            try:
+                user = await self.get_user(request)
+            except (AuthenticationError, PermissionDenied) as e:
+                return authentication_failed_response(e)
+            if refused := await throttle_request(self.get_throttles(), request, self):
+                return refused
+            return await self.get(request, user)
+        except DATABASE_ERRORS as e:
+            return database_unavailable_response(e, type(self).__name__, request)
 
 
 class EntitySearchView(EntityView):

@@ -1,4 +1,5 @@
-"""ASGI app routing the endpoint through Channels: ``ChatKitConsumer`` behind AuthMiddlewareStack."""
+"""ASGI app routing the endpoint through Channels: ``ChatKitConsumer``, which reads the session
+cookie itself (no ``AuthMiddlewareStack``: its database errors would be Channels' 500s)."""
 
 import os
 
@@ -7,7 +8,6 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 django_application = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
 from django.urls import path, re_path
 
@@ -18,7 +18,7 @@ application = ProtocolTypeRouter(
     {
         "http": URLRouter(
             [
-                path("chatkit/", AuthMiddlewareStack(ChatKitConsumer.as_asgi())),
+                path("chatkit/", ChatKitConsumer.as_asgi()),
                 re_path(r"", django_application),
             ]
         )

@@ -59,6 +59,9 @@ if os.environ.get("CHATKIT_TEST_DB") == "postgres":
             else {},
         }
     }
+    # A live server process can be given Django's psycopg pool (tests/test_live_db_restart.py).
+    if os.environ.get("CHATKIT_TEST_PG_POOL"):
+        DATABASES["default"]["OPTIONS"] = {"pool": json.loads(os.environ["CHATKIT_TEST_PG_POOL"])}
 else:
     DATABASES = {
         "default": {
