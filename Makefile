@@ -65,12 +65,12 @@ test-newest: $(STAMP)
 	@$(UV) pip freeze -q --python $(NEWEST)/bin/python | grep -iE '^($(DIRECT))==' | tr '\n' ' '; echo
 	$(NEWEST)/bin/pytest -m "not browser and not quickstart" -p no:cacheprovider
 
-# A long fuzzing run of the endpoint and the upload views (tests/test_fuzz.py), a new seed
+# A long fuzzing run of the endpoint and the upload views (tests/endpoint/test_fuzz.py), a new seed
 # each time, on SQLite; prints the requests tried and the 5xx found. FUZZ_EXAMPLES=n per view.
 FUZZ_EXAMPLES ?= 3000
 fuzz: $(STAMP)
 	CHATKIT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CHATKIT_FUZZ_RANDOM=1 \
-		$(VENV)/bin/pytest tests/test_fuzz.py -p no:cacheprovider -q -s
+		$(VENV)/bin/pytest tests/endpoint/test_fuzz.py -p no:cacheprovider -q -s
 
 # The scale harness (benchmarks/scale.py): uvicorn workers on PostgreSQL, S3 (a moto server)
 # and Redis under a mixed load of every request type with hang-ups; prints one table. Not

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from typing import Any
 
+import httpx
 from chatkit.types import (
     InferenceOptions,
     ThreadAddUserMessageParams,
@@ -14,7 +17,11 @@ from chatkit.types import (
     UserMessageInput,
     UserMessageTextContent,
 )
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
 from pydantic import BaseModel
+
+from tests.factories import PNG
 
 ENDPOINT = "/chatkit/"
 
@@ -59,3 +66,39 @@ async def read_stream(response: Any) -> bytes:
 async def post(client: Any, request: BaseModel | str | bytes, **extra: Any) -> Any:
     payload = request if isinstance(request, str | bytes) else body(request)
     return await client.post(ENDPOINT, payload, content_type="application/json", **extra)
+
+
+def upload(client, name="cat.png", data=PNG, content_type="image/png", **extra):
+    return client.post(
+        reverse("chatkit:upload"),
+        {"file": SimpleUploadedFile(name, data, content_type=content_type)},
+        **extra,
+    )
+
+
+def content(client, url_or_attachment_id, **params):
+    """GET the content view; on S3 follow the redirect to the presigned URL with httpx."""
+    url = url_or_attachment_id
+    if not url.startswith("http") and not url.startswith("/"):
+        url = reverse("chatkit:attachment-content", kwargs={"attachment_id": url})
+    response = client.get(url, params)
+    if response.status_code == 302:
+        redirected = httpx.get(response["Location"])
+        return redirected.status_code, redirected.content, redirected.headers
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    return response.status_code, body, response.headers
+
+
+def transcribe_request(audio: bytes, mime_type: str) -> dict[str, Any]:
+    return {
+        "type": "input.transcribe",
+        "params": {"audio_base64": base64.b64encode(audio).decode(), "mime_type": mime_type},
+    }
+
+
+def config_of(html: str, element_id: str = "chatkit") -> dict:
+    match = re.search(
+        rf'<script id="{element_id}-config" type="application/json">(.*?)</script>', html, re.DOTALL
+    )
+    assert match, html
+    return json.loads(match.group(1))

@@ -1,20 +1,9 @@
 import itertools
 import os
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import pytest
-from chatkit.types import (
-    AssistantMessageContent,
-    AssistantMessageItem,
-    InferenceOptions,
-    ThreadMetadata,
-    UserMessageItem,
-    UserMessageTextContent,
-)
-
-from chatkit_django.context import ChatKitContext
 
 _counter = itertools.count()
 
@@ -38,34 +27,6 @@ async def auser_factory(user_factory: Callable[..., Any]) -> Callable[..., Any]:
     from asgiref.sync import sync_to_async
 
     return sync_to_async(user_factory)
-
-
-def make_context(user: Any) -> ChatKitContext:
-    return ChatKitContext(user=user)
-
-
-def make_thread(thread_id: str | None = None, **kwargs: Any) -> ThreadMetadata:
-    kwargs.setdefault("created_at", datetime.now())
-    return ThreadMetadata(id=thread_id or f"thr_{next(_counter)}", **kwargs)
-
-
-def make_user_message(thread_id: str, text: str = "hello", **kwargs: Any) -> UserMessageItem:
-    kwargs.setdefault("id", f"msg_{next(_counter)}")
-    kwargs.setdefault("created_at", datetime.now())
-    return UserMessageItem(
-        thread_id=thread_id,
-        content=[UserMessageTextContent(text=text)],
-        inference_options=InferenceOptions(),
-        **kwargs,
-    )
-
-
-def make_assistant_message(thread_id: str, text: str = "hi", **kwargs: Any) -> AssistantMessageItem:
-    kwargs.setdefault("id", f"msg_{next(_counter)}")
-    kwargs.setdefault("created_at", datetime.now())
-    return AssistantMessageItem(
-        thread_id=thread_id, content=[AssistantMessageContent(text=text)], **kwargs
-    )
 
 
 @pytest.fixture(autouse=True)
@@ -103,5 +64,4 @@ pytest_plugins = [
     "tests.no_boto3",
     "tests.storage_fixtures",
     "tests.fake_openai",
-    "tests.browser",
 ]

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests import ROOT
 
 
 #: The process behind each base URL ``serving`` yields, while it runs (for its pid).
@@ -118,3 +118,26 @@ def session(user_factory: Any) -> tuple[Any, dict[str, str], dict[str, str]]:
     token = "b" * 32
     cookies = {"sessionid": client.cookies["sessionid"].value, "csrftoken": token}
     return user, cookies, {"X-CSRFToken": token, "Content-Type": "application/json"}
+
+
+APPS = {
+    "view": "tests.asgi:application",
+    "consumer": "tests.channels_asgi:application",
+}
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def read_until(chunks, marker: bytes) -> bytes:
+    seen = b""
+    for chunk in chunks:
+        seen += chunk
+        if marker in seen:
+            return seen
+    raise AssertionError(f"stream ended before {marker!r}: {seen!r}")

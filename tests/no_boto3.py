@@ -3,7 +3,7 @@
 django-storages is a dependency, boto3 is not (the ``s3`` extra). Without boto3, importing
 ``storages.backends.s3`` raises ImproperlyConfigured, not ImportError. The fixture hides boto3
 from imports and forgets the modules already imported, so django-storages meets exactly that.
-tests/test_quickstart.py checks the real thing in a fresh virtualenv.
+tests/docs/test_quickstart.py checks the real thing in a fresh virtualenv.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
-"""Calling the project's ChatKit server the way the endpoint does, from sync tests.
+"""Calling the project's ChatKit server the way the endpoint does, without HTTP.
 
-``get_server().process()`` is the SDK's request path; ``async_to_sync`` runs it with the
-test's thread as the ORM thread, so it sees the test transaction.
+``sdk_call`` is for sync tests: ``async_to_sync`` runs ``get_server().process()`` (the SDK's
+request path) with the test's thread as the ORM thread, so it sees the test transaction.
+``process`` is its twin for async tests.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -15,6 +17,19 @@ from django.test import RequestFactory
 
 from chatkit_django.context import ChatKitContext
 from chatkit_django.server import get_server
+
+
+async def process(payload: dict[str, Any], user: Any) -> Any:
+    """Run one ChatKit request; a JSON object, or the list of streamed events."""
+    result = await get_server().process(json.dumps(payload), ChatKitContext(user=user))
+    if isinstance(result, NonStreamingResult):
+        return json.loads(result.json)
+    events = []
+    async for chunk in result:
+        for line in chunk.decode().splitlines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[len("data: ") :]))
+    return events
 
 
 def sdk_call(user: Any, payload: dict[str, Any]) -> Any:
@@ -35,6 +50,26 @@ def sdk_call(user: Any, payload: dict[str, Any]) -> Any:
     return async_to_sync(run)()
 
 
+def user_input(
+    text: str, attachments: Iterable[str] = (), tags: Iterable[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    """A ``UserMessageInput`` as JSON: the text, then any tag parts; attachment ids."""
+    return {
+        "content": [{"type": "input_text", "text": text}, *tags],
+        "attachments": list(attachments),
+        "inference_options": {},
+    }
+
+
+def done_items(events: list[dict[str, Any]], item_type: str) -> list[dict[str, Any]]:
+    """The items of type ``item_type`` among the ``thread.item.done`` events."""
+    return [
+        e["item"]
+        for e in events
+        if e["type"] == "thread.item.done" and e["item"]["type"] == item_type
+    ]
+
+
 def create_attachment(user: Any, name: str, size: int, mime_type: str) -> dict[str, Any]:
     return sdk_call(
         user,
@@ -43,14 +78,6 @@ def create_attachment(user: Any, name: str, size: int, mime_type: str) -> dict[s
             "params": {"name": name, "size": size, "mime_type": mime_type},
         },
     )
-
-
-def user_input(text: str, attachments: list[str]) -> dict[str, Any]:
-    return {
-        "content": [{"type": "input_text", "text": text}],
-        "attachments": attachments,
-        "inference_options": {},
-    }
 
 
 def create_thread(user: Any, text: str, attachments: list[str]) -> list[dict[str, Any]]:

@@ -95,7 +95,7 @@ CHATKIT = {
 # A live server process can be given more CHATKIT keys (tests/test_live_background.py).
 if os.environ.get("CHATKIT_TEST_SETTINGS"):
     CHATKIT.update(json.loads(os.environ["CHATKIT_TEST_SETTINGS"]))
-# A live server process can be given a throttle cache and rates (tests/test_live_throttling.py).
+# A live server process can be given a throttle cache and rates (tests/live/test_throttling.py).
 if os.environ.get("CHATKIT_TEST_THROTTLE"):
     _throttle = json.loads(os.environ["CHATKIT_TEST_THROTTLE"])
     CACHES = {
@@ -103,6 +103,8 @@ if os.environ.get("CHATKIT_TEST_THROTTLE"):
         "throttle": _throttle["cache"],
     }
     CHATKIT.update(THROTTLE_CACHE="throttle", THROTTLE_RATES=_throttle["rates"])
+# The tests' own database on the shared Redis server (throttling tests).
+REDIS_URL = "redis://127.0.0.1:6379/7"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",

@@ -3,7 +3,7 @@
 Private names carry no compatibility promise, and version pins such as ``openai-chatkit<2``
 do not protect them: a patch release may rename one. So each is touched here and nowhere
 else, behind a function named for what we need, and ``PRIVATE_NAMES`` lists them all;
-``tests/test_compat.py`` checks that the installed versions still have every one (with the
+``tests/package/test_compat.py`` checks that the installed versions still have every one (with the
 signature we call), and that no other module of the package reaches for a private name.
 
 Undocumented internals without an underscore (asgiref's ``context_to_thread_executor``) are

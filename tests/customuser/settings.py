@@ -1,6 +1,6 @@
 """The test settings with ``AUTH_USER_MODEL = "customuser.Member"``.
 
-A user model cannot change inside one test process, so ``tests/test_custom_user.py`` runs
+A user model cannot change inside one test process, so ``tests/admin/test_custom_user.py`` runs
 ``tests/customuser/checks.py`` with these settings in a pytest subprocess.
 """
 

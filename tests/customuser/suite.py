@@ -1,6 +1,6 @@
 """Tests that need ``AUTH_USER_MODEL = "customuser.Member"`` (no ``username``, no ``email``).
 
-Not collected by the main run: ``tests/test_custom_user.py`` runs this file in a pytest
+Not collected by the main run: ``tests/admin/test_custom_user.py`` runs this file in a pytest
 subprocess with ``tests.customuser.settings``.
 """
 
@@ -14,8 +14,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.urls import reverse
 
-from tests.admin_helpers import give_feedback, store_image, store_thread
-from tests.conftest import make_user_message
+from tests.factories import give_feedback, make_user_message, store_image, store_thread
 
 pytestmark = pytest.mark.django_db
 
