@@ -6,24 +6,9 @@ a temporary directory): ``python -m tests.browser.seed``. Prints the ids it crea
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from datetime import datetime, timedelta
-
-
-def make_png() -> bytes:
-    """A small, visible picture (a gradient with a disc), so the thumbnail shows."""
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", (240, 160))
-    draw = ImageDraw.Draw(image)
-    for x in range(240):
-        draw.line([(x, 0), (x, 160)], fill=(40 + x // 2, 90, 200 - x // 3))
-    draw.ellipse([80, 40, 160, 120], fill=(250, 200, 60))
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
 
 
 def seed() -> dict[str, str]:
@@ -53,6 +38,7 @@ def seed() -> dict[str, str]:
     from chatkit_django.models import Attachment as AttachmentRow
     from chatkit_django.models import Feedback, ThreadItem
     from chatkit_django.store import DjangoStore
+    from tests.factories import make_picture
 
     User = get_user_model()
     User.objects.create_superuser("admin", "admin@example.com", "admin-pw")
@@ -62,7 +48,7 @@ def seed() -> dict[str, str]:
     thread = ThreadMetadata(id="thr_browser", title="Broken espresso machine", created_at=start)
     async_to_sync(store.save_thread)(thread, ctx)
 
-    png = make_png()
+    png = make_picture()
     image = ImageAttachment(
         id="atc_photo",
         name="machine-photo.png",

@@ -49,13 +49,13 @@ from chatkit_django.models import Thread
 from chatkit_django.server import DjangoChatKitServer
 from tests import ROOT
 from tests.chatkit_client import create_req, parse_sse, post, read_stream
+from tests.factories import PNG
 from tests.testapp.server import EchoServer
 
 PAGE = ROOT / "docs" / "concepts" / "architecture.md"
 FENCE = re.compile(r"^```(?P<lang>\w*)\n(?P<body>.*?)^```$", re.DOTALL | re.MULTILINE)
 FILE_MARKER = re.compile(r"^# (?P<path>mysite/\w+\.py)$")
 SETTING = re.compile(r'`CHATKIT\["(?P<key>\w+)"\] = (?P<value>[^`]+)`')
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
 
 
 @dataclass

@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from tests import ROOT
+from tests.factories import PNG_1X1
 from tests.live_server import free_port, serving
 
 pytestmark = pytest.mark.quickstart
@@ -36,11 +37,6 @@ QUICKSTART = ROOT / "docs" / "quickstart.md"
 FILE_MARKER = re.compile(r"^(?:#|\{#)\s*(?P<path>[\w./-]+\.\w+)(?P<note>[^#]*?)\s*(?:#\})?$")
 FENCE = re.compile(r"^```(?P<lang>\w*)\n(?P<body>.*?)^```$", re.DOTALL | re.MULTILINE)
 PASSWORD = "quickstart-pw-1"
-PNG = bytes.fromhex(  # a 1x1 PNG
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201a5e7d9"
-    "0e0000000049454e44ae426082"
-)
 
 
 @dataclass
@@ -304,7 +300,7 @@ def test_sign_in_stream_an_answer_upload_an_image(project: Project) -> None:
 
         # Upload an image, as ChatKit.js' direct strategy does, and fetch its preview.
         upload = browser.post(
-            "/chatkit/upload/", files={"file": ("dot.png", PNG, "image/png")}, headers=csrf
+            "/chatkit/upload/", files={"file": ("dot.png", PNG_1X1, "image/png")}, headers=csrf
         )
         assert upload.status_code == 201, upload.text
         attachment = upload.json()
@@ -315,10 +311,10 @@ def test_sign_in_stream_an_answer_upload_an_image(project: Project) -> None:
             preview = stranger.get(preview_url)
         assert preview.status_code == 200
         assert preview.headers["content-type"] == "image/png"
-        assert preview.content == PNG
+        assert preview.content == PNG_1X1
         content = browser.get(f"/chatkit/attachments/{attachment['id']}/content/")
-        assert (content.status_code, content.content) == (200, PNG)
+        assert (content.status_code, content.content) == (200, PNG_1X1)
 
     # Where the quickstart says files go.
     stored = project.root / "chatkit-files" / "chatkit" / f"{attachment['id']}.png"
-    assert stored.read_bytes() == PNG
+    assert stored.read_bytes() == PNG_1X1

@@ -13,14 +13,12 @@ from django.urls import reverse
 
 from chatkit_django.models import ThreadItem
 from tests.chatkit_client import parse_sse, post, read_stream
-from tests.factories import PDF
+from tests.factories import PDF, PNG
 from tests.fake_openai import FakeOpenAI
 from tests.sdk_calls import done_items, user_input
 from tests.testapp.models import Note
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(64))
 
 
 @pytest.fixture(autouse=True)

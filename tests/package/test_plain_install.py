@@ -18,8 +18,8 @@ from django.urls import reverse
 
 from chatkit_django import checks as chatkit_checks
 from chatkit_django.attachments import can_presign, get_attachment_storage
+from tests.factories import PNG
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256))
 ECHO = "tests.testapp.server.EchoServer"
 
 
