@@ -6,18 +6,10 @@ benchmark runs short and long answers against one server).
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
-from datetime import datetime
 
 from chatkit.types import (
-    AssistantMessageContent,
-    AssistantMessageContentPartTextDelta,
-    AssistantMessageItem,
-    ThreadItemAddedEvent,
-    ThreadItemDoneEvent,
-    ThreadItemUpdatedEvent,
     ThreadMetadata,
     ThreadStreamEvent,
     UserMessageItem,
@@ -26,6 +18,7 @@ from chatkit.types import (
 from chatkit_django.context import ChatKitContext
 from chatkit_django.server import DjangoChatKitServer
 from chatkit_django.store import item_preview
+from example_project.demo.replies import new_reply, stream_reply
 
 DELTAS = int(os.environ.get("BENCH_DELTAS", "200"))
 DELAY = float(os.environ.get("BENCH_DELAY", "0"))
@@ -38,24 +31,9 @@ class BenchServer(DjangoChatKitServer):
         input_user_message: UserMessageItem | None,
         context: ChatKitContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
-        item = AssistantMessageItem(
-            id=self.store.generate_item_id("message", thread, context),
-            thread_id=thread.id,
-            created_at=datetime.now(),
-            content=[],
-        )
         deltas, delay = DELTAS, DELAY
         words = item_preview(input_user_message).split() if input_user_message else []
         if len(words) == 3 and words[0] == "bench":
             deltas, delay = int(words[1]), float(words[2])
-        yield ThreadItemAddedEvent(item=item)
-        for _ in range(deltas):
-            yield ThreadItemUpdatedEvent(
-                item_id=item.id,
-                update=AssistantMessageContentPartTextDelta(content_index=0, delta="tok "),
-            )
-            await asyncio.sleep(delay)
-        text = "tok " * deltas
-        yield ThreadItemDoneEvent(
-            item=item.model_copy(update={"content": [AssistantMessageContent(text=text)]})
-        )
+        async for event in stream_reply(new_reply(self, thread, context), ["tok "] * deltas, delay):
+            yield event

@@ -9,20 +9,12 @@ new thread after its first answer (a small model with a key, the first words off
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
-from datetime import datetime
 
 from chatkit.agents import AgentContext, stream_agent_response
 from chatkit.types import (
-    AssistantMessageContent,
-    AssistantMessageContentPartTextDelta,
-    AssistantMessageItem,
     AudioInput,
-    ThreadItemAddedEvent,
-    ThreadItemDoneEvent,
-    ThreadItemUpdatedEvent,
     ThreadMetadata,
     ThreadStreamEvent,
     TranscriptionResult,
@@ -33,6 +25,7 @@ from chatkit.types import (
 
 from chatkit_django.context import ChatKitContext
 from chatkit_django.server import DjangoChatKitServer
+from example_project.demo.replies import new_reply, stream_reply
 from example_project.demo.structured import survey_turn
 
 MODEL = "gpt-4.1-mini"
@@ -103,24 +96,10 @@ class DemoServer(DjangoChatKitServer):
     async def offline_reply(
         self, thread: ThreadMetadata, message: UserMessageItem, context: ChatKitContext
     ) -> AsyncIterator[ThreadStreamEvent]:
-        item = AssistantMessageItem(
-            id=self.store.generate_item_id("message", thread, context),
-            thread_id=thread.id,
-            created_at=datetime.now(),
-            content=[],
-        )
-        yield ThreadItemAddedEvent(item=item)
-        reply = offline_reply(message)
-        for n, word in enumerate(reply.split(" ")):
-            delta = f" {word}" if n else word
-            yield ThreadItemUpdatedEvent(
-                item_id=item.id,
-                update=AssistantMessageContentPartTextDelta(content_index=0, delta=delta),
-            )
-            await asyncio.sleep(self.word_delay)
-        yield ThreadItemDoneEvent(
-            item=item.model_copy(update={"content": [AssistantMessageContent(text=reply)]})
-        )
+        words = offline_reply(message).split(" ")
+        deltas = [f" {word}" if n else word for n, word in enumerate(words)]
+        async for event in stream_reply(new_reply(self, thread, context), deltas, self.word_delay):
+            yield event
 
     async def agent_reply(
         self, thread: ThreadMetadata, context: ChatKitContext

@@ -4,22 +4,17 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from chatkit.types import (
     Action,
-    AssistantMessageContent,
-    AssistantMessageContentPartTextDelta,
     AssistantMessageItem,
     AudioInput,
     ProgressUpdateEvent,
     SyncCustomActionResponse,
     ThreadItemAddedEvent,
-    ThreadItemDoneEvent,
-    ThreadItemUpdatedEvent,
     ThreadMetadata,
     ThreadsAddUserMessageReq,
     ThreadStreamEvent,
@@ -32,6 +27,7 @@ from django.db import connection
 from chatkit_django.context import ChatKitContext
 from chatkit_django.server import DjangoChatKitServer
 from chatkit_django.store import DjangoStore, item_preview
+from example_project.demo.replies import delta, done, new_reply
 
 
 # --8<-- [start:echo-server]
@@ -46,14 +42,7 @@ class EchoServer(DjangoChatKitServer):
     ) -> AsyncIterator[ThreadStreamEvent]:
         text = item_preview(input_user_message) if input_user_message else ""
         prefix = context.extra.get("echo_prefix", "echo")
-        yield ThreadItemDoneEvent(
-            item=AssistantMessageItem(
-                id=self.store.generate_item_id("message", thread, context),
-                thread_id=thread.id,
-                created_at=datetime.now(),
-                content=[AssistantMessageContent(text=f"{prefix}: {text}")],
-            )
-        )
+        yield done(new_reply(self, thread, context), f"{prefix}: {text}")
 
     # --8<-- [end:echo-server]
     async def action(
@@ -63,14 +52,7 @@ class EchoServer(DjangoChatKitServer):
         sender: WidgetItem | None,
         context: ChatKitContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
-        yield ThreadItemDoneEvent(
-            item=AssistantMessageItem(
-                id=self.store.generate_item_id("message", thread, context),
-                thread_id=thread.id,
-                created_at=datetime.now(),
-                content=[AssistantMessageContent(text=f"action: {action.type}")],
-            )
-        )
+        yield done(new_reply(self, thread, context), f"action: {action.type}")
 
     async def sync_action(
         self,
@@ -131,17 +113,9 @@ class ScriptedServer(EchoServer):
             async for event in super().respond(thread, input_user_message, context):
                 yield event
             return
-        item = AssistantMessageItem(
-            id=self.store.generate_item_id("message", thread, context),
-            thread_id=thread.id,
-            created_at=datetime.now(),
-            content=[],
-        )
+        item = new_reply(self, thread, context)
         yield ThreadItemAddedEvent(item=item)
-        yield ThreadItemUpdatedEvent(
-            item_id=item.id,
-            update=AssistantMessageContentPartTextDelta(content_index=0, delta="partial "),
-        )
+        yield delta(item, "partial ")
         if command == "fail":
             raise RuntimeError("the responder broke")
         if command == "gate":
@@ -155,9 +129,7 @@ class ScriptedServer(EchoServer):
             # In the request's database thread, as the store's next query would be.
             held = await sync_to_async(lambda: connection.connection is not None)()
             text = "partial held" if held else "partial released"
-        yield ThreadItemDoneEvent(
-            item=item.model_copy(update={"content": [AssistantMessageContent(text=text)]})
-        )
+        yield done(item, text)
 
 
 class RecordingServer(EchoServer):
@@ -272,12 +244,7 @@ class HangUpServer(ScriptedServer):
         input_user_message: UserMessageItem | None,
         context: ChatKitContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
-        item = AssistantMessageItem(
-            id=self.store.generate_item_id("message", thread, context),
-            thread_id=thread.id,
-            created_at=datetime.now(),
-            content=[],
-        )
+        item = new_reply(self, thread, context)
         flood = context.request.headers.get("X-Test-Flood") if context.request else None
         if flood:
             async for event in self.flood(item, *map(int, flood.split("x"))):
@@ -285,10 +252,7 @@ class HangUpServer(ScriptedServer):
             return
         if context.request is None or context.request.headers.get("X-Test-Hold") != "respond":
             yield ThreadItemAddedEvent(item=item)
-            yield ThreadItemUpdatedEvent(
-                item_id=item.id,
-                update=AssistantMessageContentPartTextDelta(content_index=0, delta="partial "),
-            )
+            yield delta(item, "partial ")
         await asyncio.sleep(30)  # a hang-up cancels this
         mark("timeout", "respond")
 
@@ -305,9 +269,7 @@ class HangUpServer(ScriptedServer):
             if FLOOD["produced"] % (1024 * 1024) < size:
                 mark("progress", str(FLOOD["produced"]))
             await asyncio.sleep(0)  # a model stream's own awaits
-        yield ThreadItemDoneEvent(
-            item=item.model_copy(update={"content": [AssistantMessageContent(text="flood done")]})
-        )
+        yield done(item, "flood done")
         mark("finished", str(FLOOD["produced"]))
 
     async def handle_stream_cancelled(
