@@ -1,3 +1,11 @@
+"""Fixtures only: helpers live in tests/factories.py, tests/chatkit_client.py, tests/sdk_calls.py.
+
+Database marks: a sync test uses plain ``django_db`` (its own transaction, rolled back). An async
+test needs ``django_db(transaction=True)``: its ORM calls run on asgiref's worker thread, whose
+connection is outside the test thread's transaction. So do tests whose effects wait for a real
+commit (``on_commit``), tests with a server process or parallel connections, and migrations.
+"""
+
 import itertools
 import os
 from collections.abc import Callable

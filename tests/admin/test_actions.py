@@ -29,7 +29,7 @@ from tests.factories import (
     store_thread,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 CHANGELIST = "admin:chatkit_django_thread_changelist"
 
@@ -106,6 +106,7 @@ def test_export_needs_view_permission(client: Any, user_factory: Any) -> None:
     assert response.status_code == 403
 
 
+@pytest.mark.django_db(transaction=True)  # bytes and signals go on a real commit
 def test_delete_action_removes_items_feedback_attachments_and_bytes(
     client: Any, admin_user: Any, user_factory: Any
 ) -> None:
@@ -147,6 +148,7 @@ def test_delete_action_removes_items_feedback_attachments_and_bytes(
     assert Thread.objects.filter(pk=kept.id).exists() and storage.exists(kept_file)
 
 
+@pytest.mark.django_db(transaction=True)  # bytes and signals go on a real commit
 def test_delete_view_of_one_thread(client: Any, admin_user: Any, user_factory: Any) -> None:
     owner = user_factory()
     thread = store_thread(owner, [make_user_message("x") for _ in range(5)])
@@ -193,6 +195,7 @@ def test_staff_with_delete_thread_only_can_delete(client: Any, user_factory: Any
     assert not Thread.objects.exists() and not Attachment.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)  # on_commit: a real commit or rollback
 def test_admin_delete_is_announced_on_commit_only(
     client: Any, admin_user: Any, user_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

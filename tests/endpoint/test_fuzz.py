@@ -55,7 +55,7 @@ from tests.endpoint.fuzz_requests import HOSTILE_STRINGS, RAW_BODIES, REQUEST_TY
 from tests.factories import PDF, PNG
 from tests.testapp.permissions import GRANTS, grant
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 EXAMPLES = int(os.environ.get("CHATKIT_FUZZ_EXAMPLES", "150"))
 RANDOM = os.environ.get("CHATKIT_FUZZ_RANDOM") == "1"  # make fuzz: a new seed each run

@@ -248,6 +248,7 @@ async def test_dictation_is_refused_before_reaching_openai(
 # -- uploads (DRF views) -----------------------------------------------------------------
 
 
+@pytest.mark.django_db  # a sync test: the test's own transaction will do
 def test_direct_upload_is_refused_and_stores_nothing(
     client: Any, user_factory: Any, rates: Any
 ) -> None:
@@ -263,6 +264,7 @@ def create_attachment_req() -> str:
     return json.dumps({"type": "attachments.create", "params": params})
 
 
+@pytest.mark.django_db  # a sync test: the test's own transaction will do
 def test_two_phase_upload_is_counted_once_with_direct_ones(
     client: Any, user_factory: Any, rates: Any
 ) -> None:
@@ -283,6 +285,7 @@ def test_two_phase_upload_is_counted_once_with_direct_ones(
     assert client.put(url, PNG, content_type="image/png").status_code == 200
 
 
+@pytest.mark.django_db  # a sync test: the test's own transaction will do
 def test_attachment_content_counts_as_other(client: Any, user_factory: Any, rates: Any) -> None:
     rates(other="1/min")
     client.force_login(user_factory())

@@ -161,6 +161,7 @@ async def test_client_is_built_once_and_reused(fake_openai: FakeOpenAI, monkeypa
     assert len(fake_openai.requests) == 3
 
 
+@pytest.mark.django_db  # a sync test: the test's own transaction will do
 def test_default_client_reads_the_environment(monkeypatch: Any) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
 

@@ -38,6 +38,7 @@ async def http(auser_factory: Any) -> AsyncClient:
     return client
 
 
+@pytest.mark.django_db  # a sync test: the test's own transaction will do
 def test_page_needs_a_login_then_embeds_chatkit(user_factory: Any) -> None:
     client = Client()
     response = client.get("/")

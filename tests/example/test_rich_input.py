@@ -135,6 +135,7 @@ async def test_answering_twice_is_a_clean_error(http: Any) -> None:
     }
 
 
+@pytest.mark.django_db  # a sync test: the test's own transaction will do
 def test_demo_articles_are_mentionable_and_drafts_stay_private(
     client: Any, user_factory: Any
 ) -> None:

@@ -277,6 +277,7 @@ async def test_missing_bytes_through_the_server_still_answer(auser_factory: Any)
     assert not [e for e in events if e["type"] == "error"]
 
 
+@pytest.mark.django_db  # a sync test: the test's own transaction will do
 def test_attachment_base_is_what_the_converter_reads() -> None:
     # The converter relies on these SDK fields; a renamed field should fail here first.
     assert {"id", "name", "mime_type"} <= set(AttachmentBase.model_fields)

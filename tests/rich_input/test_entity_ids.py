@@ -163,6 +163,7 @@ async def test_odd_pks_preview_is_404(auser_factory: Any, async_client: Any, pk:
     assert (response.status_code, response.json()["code"]) == (404, "not_found")
 
 
+@pytest.mark.django_db  # a sync test: the test's own transaction will do
 def test_clean_pk_uses_the_field_and_the_databases_range() -> None:
     source = get_entity_sources()["note"]
     queryset = Note.objects.all()

@@ -170,6 +170,7 @@ async def test_a_whole_message_has_only_the_blocks_the_server_made(auser_factory
         assert BLOCK_TAG.search(text) is None, text
 
 
+@pytest.mark.django_db  # a sync test: the test's own transaction will do
 def test_quote_text_keeps_ordinary_names_and_caps_long_ones() -> None:
     assert quote_text("Q3 report (final) – ünïcode.pdf") == "Q3 report (final) – ünïcode.pdf"
     assert quote_text('a "b" <c>') == "a 'b' \u2039c\u203a"

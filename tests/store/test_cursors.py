@@ -144,6 +144,7 @@ async def test_old_style_cursors_still_page(seeded: dict[str, Any]) -> None:
     assert [t["id"] for t in page["data"]] == [threads[1], threads[0]]
 
 
+@pytest.mark.django_db  # a sync test: the test's own transaction will do
 def test_cursors_survive_a_key_rotation_with_fallbacks(settings: Any) -> None:
     position = (datetime(2026, 5, 1, 12, 0, 0, 123456).astimezone(), 42, "msg_1")
     cursor = encode_cursor("items", position)

@@ -38,6 +38,7 @@ async def test_nul_in_text_is_dropped_not_a_crash(auser_factory: Any) -> None:
     assert (await store.load_attachment(attachment.id, ctx)).name == "a.txt"
 
 
+@pytest.mark.django_db  # a sync test: the test's own transaction will do
 def test_without_nul_returns_the_same_model_when_clean() -> None:
     thread = make_thread()
     assert without_nul(thread) is thread

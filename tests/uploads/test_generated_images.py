@@ -106,6 +106,7 @@ async def test_stored_image_goes_back_to_the_model_as_bytes(auser_factory: Any) 
     assert theirs["content"][1]["image_url"] == url
 
 
+@pytest.mark.django_db  # a sync test: the test's own transaction will do
 def test_content_view_serves_the_image_to_its_owner_only(
     client: Any, user_factory: Any, attachment_storage: Any
 ) -> None:

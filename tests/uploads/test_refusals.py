@@ -20,7 +20,7 @@ from tests.factories import PNG
 from tests.sdk_calls import create_attachment, sdk_call
 from tests.storage_fixtures import stored_names
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def target(url: str) -> str:
