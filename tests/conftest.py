@@ -37,6 +37,17 @@ async def auser_factory(user_factory: Callable[..., Any]) -> Callable[..., Any]:
     return sync_to_async(user_factory)
 
 
+@pytest.fixture
+async def user_client(auser_factory: Callable[..., Any]) -> Any:
+    """An ``AsyncClient`` logged in as a new user, who is ``user_client.user``."""
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+    client.user = await auser_factory()
+    await client.aforce_login(client.user)
+    return client
+
+
 @pytest.fixture(autouse=True)
 def _close_executor_connections(request: pytest.FixtureRequest) -> Any:
     """Close the DB connection that async ORM calls opened in asgiref's worker thread.

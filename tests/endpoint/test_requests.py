@@ -38,22 +38,14 @@ from tests.testapp.server import EchoServer
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-async def client(auser_factory):
-    client = AsyncClient()
-    client.user = await auser_factory()
-    await client.aforce_login(client.user)
-    return client
-
-
-async def create_thread(client, text="hello"):
-    response = await post(client, create_req(text))
+async def create_thread(user_client, text="hello"):
+    response = await post(user_client, create_req(text))
     events = parse_sse(await read_stream(response))
     return events[0]["thread"]["id"], events
 
 
-async def test_threads_create_streams_sse_and_saves_the_turn(client):
-    response = await post(client, create_req("hi there"))
+async def test_threads_create_streams_sse_and_saves_the_turn(user_client):
+    response = await post(user_client, create_req("hi there"))
     assert response.status_code == 200
     assert response["Content-Type"] == "text/event-stream"
     assert response["Cache-Control"] == "no-cache"
@@ -68,26 +60,26 @@ async def test_threads_create_streams_sse_and_saves_the_turn(client):
     thread_id = events[0]["thread"]["id"]
     assert events[3]["item"]["content"][0]["text"] == "echo: hi there"
     thread = await Thread.objects.aget(pk=thread_id)
-    assert thread.owner_id == client.user.pk
+    assert thread.owner_id == user_client.user.pk
     types = [
         t async for t in ThreadItem.objects.filter(thread=thread).values_list("type", flat=True)
     ]
     assert sorted(types) == ["assistant_message", "user_message"]
 
 
-async def test_non_streaming_requests_answer_json(client):
-    thread_id, _ = await create_thread(client)
-    response = await post(client, ThreadsListReq(params=ThreadListParams()))
+async def test_non_streaming_requests_answer_json(user_client):
+    thread_id, _ = await create_thread(user_client)
+    response = await post(user_client, ThreadsListReq(params=ThreadListParams()))
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
     assert [t["id"] for t in response.json()["data"]] == [thread_id]
-    response = await post(client, ItemsListReq(params=ItemsListParams(thread_id=thread_id)))
+    response = await post(user_client, ItemsListReq(params=ItemsListParams(thread_id=thread_id)))
     assert len(response.json()["data"]) == 2
 
 
-async def test_add_user_message_to_own_thread(client):
-    thread_id, _ = await create_thread(client)
-    response = await post(client, add_message_req(thread_id, "again"))
+async def test_add_user_message_to_own_thread(user_client):
+    thread_id, _ = await create_thread(user_client)
+    response = await post(user_client, add_message_req(thread_id, "again"))
     events = parse_sse(await read_stream(response))
     assert events[-1]["item"]["content"][0]["text"] == "echo: again"
     assert await ThreadItem.objects.filter(thread_id=thread_id).acount() == 4
@@ -111,9 +103,9 @@ async def test_anonymous_allowed_when_the_project_opts_in():
     assert response.json()["data"] == []
 
 
-async def test_session_requests_must_carry_the_csrf_token(client, user_factory):
+async def test_session_requests_must_carry_the_csrf_token(user_client, user_factory):
     csrf_client = AsyncClient(enforce_csrf_checks=True)
-    await csrf_client.aforce_login(client.user)
+    await csrf_client.aforce_login(user_client.user)
     request = ThreadsListReq(params=ThreadListParams())
     response = await post(csrf_client, request)
     assert response.status_code == 403
@@ -135,8 +127,8 @@ async def test_session_requests_must_carry_the_csrf_token(client, user_factory):
         ("[]", "invalid_request", "Invalid ChatKit request"),
     ],
 )
-async def test_bad_bodies_get_400_naming_the_problem(client, payload, code, fragment):
-    response = await post(client, payload)
+async def test_bad_bodies_get_400_naming_the_problem(user_client, payload, code, fragment):
+    response = await post(user_client, payload)
     assert response.status_code == 400
     assert response["Content-Type"] == "application/json"
     data = response.json()
@@ -144,26 +136,26 @@ async def test_bad_bodies_get_400_naming_the_problem(client, payload, code, frag
     assert fragment in data["detail"]
 
 
-async def test_body_over_max_request_bytes_gets_413(client):
+async def test_body_over_max_request_bytes_gets_413(user_client):
     request = create_req("x" * 2000)
     with override_settings(
         CHATKIT={"SERVER_CLASS": "tests.testapp.server.EchoServer", "MAX_REQUEST_BYTES": 1000}
     ):
-        response = await post(client, request)
+        response = await post(user_client, request)
     assert response.status_code == 413
     assert response.json()["code"] == "request_too_large"
     assert not await Thread.objects.aexists()
 
 
-async def test_other_methods_get_405_json(client):
-    response = await client.get(ENDPOINT)
+async def test_other_methods_get_405_json(user_client):
+    response = await user_client.get(ENDPOINT)
     assert response.status_code == 405
     assert response["Allow"] == "POST"
     assert response.json()["code"] == "method_not_allowed"
 
 
-async def test_someone_elses_thread_is_404_before_any_stream(client, auser_factory):
-    thread_id, _ = await create_thread(client)
+async def test_someone_elses_thread_is_404_before_any_stream(user_client, auser_factory):
+    thread_id, _ = await create_thread(user_client)
     other = AsyncClient()
     await other.aforce_login(await auser_factory())
     response = await post(other, add_message_req(thread_id, "hijack"))
@@ -176,9 +168,9 @@ async def test_someone_elses_thread_is_404_before_any_stream(client, auser_facto
 
 
 async def test_retrying_an_item_that_is_missing_or_not_a_user_message_fails_before_any_stream(
-    client,
+    user_client,
 ):
-    thread_id, events = await create_thread(client)
+    thread_id, events = await create_thread(user_client)
     user_item, answer = events[1]["item"]["id"], events[-1]["item"]["id"]
 
     def retry(item_id):
@@ -186,10 +178,10 @@ async def test_retrying_an_item_that_is_missing_or_not_a_user_message_fails_befo
             params=ThreadRetryAfterItemParams(thread_id=thread_id, item_id=item_id)
         )
 
-    response = await post(client, retry("msg_missing"))
+    response = await post(user_client, retry("msg_missing"))
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
-    response = await post(client, retry(answer))
+    response = await post(user_client, retry(answer))
     assert response.status_code == 400
     assert response.json() == {
         "detail": f"Item {answer} is not a user message.",
@@ -197,19 +189,19 @@ async def test_retrying_an_item_that_is_missing_or_not_a_user_message_fails_befo
     }
     # Nothing was removed or added; a real retry still works.
     assert await ThreadItem.objects.filter(thread_id=thread_id).acount() == 2
-    response = await post(client, retry(user_item))
+    response = await post(user_client, retry(user_item))
     assert response.status_code == 200
     assert parse_sse(await read_stream(response))[-1]["item"]["content"][0]["text"] == "echo: hello"
 
 
-async def test_missing_thread_is_404(client):
-    response = await post(client, add_message_req("thr_missing"))
+async def test_missing_thread_is_404(user_client):
+    response = await post(user_client, add_message_req("thr_missing"))
     assert response.status_code == 404
     assert "thr_missing" in response.json()["detail"]
 
 
-async def test_feedback_is_saved_and_a_second_vote_replaces_the_first(client):
-    thread_id, events = await create_thread(client)
+async def test_feedback_is_saved_and_a_second_vote_replaces_the_first(user_client):
+    thread_id, events = await create_thread(user_client)
     item_id = events[-1]["item"]["id"]
 
     def feedback(kind: FeedbackKind, item_ids=None):
@@ -219,20 +211,20 @@ async def test_feedback_is_saved_and_a_second_vote_replaces_the_first(client):
             )
         )
 
-    response = await post(client, feedback("positive"))
+    response = await post(user_client, feedback("positive"))
     assert response.status_code == 200
     assert response.json() == {}
-    response = await post(client, feedback("negative"))
+    response = await post(user_client, feedback("negative"))
     rows = [r async for r in Feedback.objects.values_list("item_id", "user_id", "kind")]
-    assert rows == [(item_id, client.user.pk, "negative")]
+    assert rows == [(item_id, user_client.user.pk, "negative")]
 
-    response = await post(client, feedback("positive", [item_id, "msg_nope"]))
+    response = await post(user_client, feedback("positive", [item_id, "msg_nope"]))
     assert response.status_code == 404
     assert await Feedback.objects.filter(kind="positive").acount() == 0
 
 
-async def test_feedback_on_someone_elses_thread_is_404(client, auser_factory):
-    thread_id, events = await create_thread(client)
+async def test_feedback_on_someone_elses_thread_is_404(user_client, auser_factory):
+    thread_id, events = await create_thread(user_client)
     other = AsyncClient()
     await other.aforce_login(await auser_factory())
     request = ItemsFeedbackReq(
@@ -245,9 +237,9 @@ async def test_feedback_on_someone_elses_thread_is_404(client, auser_factory):
     assert not await Feedback.objects.aexists()
 
 
-async def test_exception_in_respond_ends_with_the_sdk_error_event(client):
+async def test_exception_in_respond_ends_with_the_sdk_error_event(user_client):
     with override_settings(CHATKIT={"SERVER_CLASS": "tests.testapp.server.ScriptedServer"}):
-        response = await post(client, create_req("fail"))
+        response = await post(user_client, create_req("fail"))
         events = parse_sse(await read_stream(response))
     assert response.status_code == 200
     assert events[-1]["type"] == "error"
@@ -279,16 +271,16 @@ class FailingServer(EchoServer):
     ],
 )
 async def test_errors_inside_the_server_are_answered_as_json(
-    client, caplog, action, status, code, detail
+    user_client, caplog, action, status, code, detail
 ):
-    thread_id, _ = await create_thread(client)
-    # The test client records what got_request_exception receivers see in sys.exc_info().
-    client.raise_request_exception = False
+    thread_id, _ = await create_thread(user_client)
+    # The test user_client records what got_request_exception receivers see in sys.exc_info().
+    user_client.raise_request_exception = False
     request = ThreadsSyncCustomActionReq(
         params=ThreadCustomActionParams(thread_id=thread_id, action=Action(type=action))
     )
     with override_settings(CHATKIT={"SERVER_CLASS": "tests.endpoint.test_requests.FailingServer"}):
-        response = await post(client, request)
+        response = await post(user_client, request)
     assert response.status_code == status
     assert response["Content-Type"] == "application/json"
     assert response.json() == {"detail": detail, "code": code}

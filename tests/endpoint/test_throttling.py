@@ -81,14 +81,6 @@ def rates(settings: Any) -> Any:
     caches["throttles"].clear()
 
 
-@pytest.fixture
-async def aclient(auser_factory: Any) -> AsyncClient:
-    aclient = AsyncClient()
-    aclient.user = await auser_factory()
-    await aclient.aforce_login(aclient.user)
-    return aclient
-
-
 def assert_throttled(response: Any, window: int) -> int:
     """A JSON 429 in the app's shape whose Retry-After fits the window; returns it."""
     assert response.status_code == 429
@@ -105,8 +97,8 @@ def assert_throttled(response: Any, window: int) -> int:
     return int(retry_after)
 
 
-async def create_thread(aclient: AsyncClient, text: str = "hello") -> list[dict[str, Any]]:
-    response = await post(aclient, create_req(text))
+async def create_thread(user_client: AsyncClient, text: str = "hello") -> list[dict[str, Any]]:
+    response = await post(user_client, create_req(text))
     assert response.status_code == 200
     return parse_sse(await read_stream(response))
 
@@ -115,69 +107,71 @@ async def create_thread(aclient: AsyncClient, text: str = "hello") -> list[dict[
 
 
 async def test_streaming_requests_share_respond_and_are_refused_before_the_stream(
-    aclient: AsyncClient, rates: Any
+    user_client: AsyncClient, rates: Any
 ) -> None:
     rates(respond="3/min")
-    events = await create_thread(aclient)
+    events = await create_thread(user_client)
     thread_id = events[0]["thread"]["id"]
-    response = await post(aclient, add_message_req(thread_id, "again"))
+    response = await post(user_client, add_message_req(thread_id, "again"))
     assert response.status_code == 200
     user_item = parse_sse(await read_stream(response))[0]["item"]["id"]
     retry = ThreadsRetryAfterItemReq(
         params=ThreadRetryAfterItemParams(thread_id=thread_id, item_id=user_item)
     )
-    response = await post(aclient, retry)
+    response = await post(user_client, retry)
     assert response.status_code == 200
     await read_stream(response)
 
     for refused in (create_req("fourth"), add_message_req(thread_id, "fifth"), retry):
-        assert_throttled(await post(aclient, refused), 60)
+        assert_throttled(await post(user_client, refused), 60)
 
     assert await Thread.objects.acount() == 1
     # The thread holds the answered turns (the retry replaced one) and nothing refused.
     items = await post(
-        aclient, json.dumps({"type": "items.list", "params": {"thread_id": thread_id}})
+        user_client, json.dumps({"type": "items.list", "params": {"thread_id": thread_id}})
     )
     assert items.status_code == 200
     assert len(items.json()["data"]) == 4  # 2 user messages and their answers
 
 
-async def test_non_streaming_action_counts_as_respond(aclient: AsyncClient, rates: Any) -> None:
+async def test_non_streaming_action_counts_as_respond(user_client: AsyncClient, rates: Any) -> None:
     rates(respond="1/min")
-    thread_id = (await create_thread(aclient))[0]["thread"]["id"]
+    thread_id = (await create_thread(user_client))[0]["thread"]["id"]
     action = ThreadsSyncCustomActionReq(
         params=ThreadCustomActionParams(thread_id=thread_id, action=Action(type="ping"))
     )
-    assert_throttled(await post(aclient, action), 60)
+    assert_throttled(await post(user_client, action), 60)
 
 
-async def test_other_requests_have_their_own_rate(aclient: AsyncClient, rates: Any) -> None:
+async def test_other_requests_have_their_own_rate(user_client: AsyncClient, rates: Any) -> None:
     rates(other="2/min")
     listing = ThreadsListReq(params=ThreadListParams())
-    assert (await post(aclient, listing)).status_code == 200
-    assert (await post(aclient, listing)).status_code == 200
-    assert_throttled(await post(aclient, listing), 60)
+    assert (await post(user_client, listing)).status_code == 200
+    assert (await post(user_client, listing)).status_code == 200
+    assert_throttled(await post(user_client, listing), 60)
     # respond has no rate: not throttled, not even counted.
-    await create_thread(aclient)
-    await create_thread(aclient)
+    await create_thread(user_client)
+    await create_thread(user_client)
 
 
-async def test_scopes_without_a_rate_cost_no_cache_call(aclient: AsyncClient, rates: Any) -> None:
+async def test_scopes_without_a_rate_cost_no_cache_call(
+    user_client: AsyncClient, rates: Any
+) -> None:
     rates(respond="1/min")
     listing = ThreadsListReq(params=ThreadListParams())
     for _ in range(5):
-        assert (await post(aclient, listing)).status_code == 200
+        assert (await post(user_client, listing)).status_code == 200
     assert CountingCache.calls == 0
-    await create_thread(aclient)
+    await create_thread(user_client)
     assert CountingCache.calls == 2  # one read and one write of the window
 
 
 async def test_another_user_keeps_their_own_count(
-    aclient: AsyncClient, rates: Any, auser_factory: Any
+    user_client: AsyncClient, rates: Any, auser_factory: Any
 ) -> None:
     rates(respond="1/min")
-    await create_thread(aclient)
-    assert_throttled(await post(aclient, create_req()), 60)
+    await create_thread(user_client)
+    assert_throttled(await post(user_client, create_req()), 60)
 
     other = AsyncClient()
     await other.aforce_login(await auser_factory())
@@ -186,18 +180,18 @@ async def test_another_user_keeps_their_own_count(
 
 
 async def test_the_window_reopens_when_retry_after_has_passed(
-    aclient: AsyncClient, rates: Any, monkeypatch: Any
+    user_client: AsyncClient, rates: Any, monkeypatch: Any
 ) -> None:
     rates(respond="1/min")
     now = 1_000_000.0
     monkeypatch.setattr(ChatKitThrottle, "timer", lambda self: now)
-    await create_thread(aclient)
+    await create_thread(user_client)
     now += 20
-    assert assert_throttled(await post(aclient, create_req()), 60) == 40
+    assert assert_throttled(await post(user_client, create_req()), 60) == 40
     now += 39.5
-    assert assert_throttled(await post(aclient, create_req()), 60) == 1
+    assert assert_throttled(await post(user_client, create_req()), 60) == 1
     now += 0.5
-    await create_thread(aclient)
+    await create_thread(user_client)
 
 
 class AddressedClient(AsyncClient):
@@ -221,7 +215,7 @@ async def test_anonymous_clients_are_counted_by_address(settings: Any, rates: An
     assert (await post(second, listing)).status_code == 200
 
     # Behind one proxy (DRF's NUM_PROXIES), the address the proxy saw is the aclient's, and
-    # what the aclient itself put in X-Forwarded-For does not give it a new count.
+    # what the user_client itself put in X-Forwarded-For does not give it a new count.
     settings.REST_FRAMEWORK = {"NUM_PROXIES": 1}
     proxy = AddressedClient("10.0.0.254")
     assert (
@@ -236,12 +230,12 @@ async def test_anonymous_clients_are_counted_by_address(settings: Any, rates: An
 
 
 async def test_dictation_is_refused_before_reaching_openai(
-    fake_openai: Any, aclient: AsyncClient, rates: Any
+    fake_openai: Any, user_client: AsyncClient, rates: Any
 ) -> None:
     rates(transcribe="1/min")
     request = json.dumps(transcribe_request(b"audio", "audio/webm"))
-    assert (await post(aclient, request)).json() == {"text": "dictated text"}
-    assert_throttled(await post(aclient, request), 60)
+    assert (await post(user_client, request)).json() == {"text": "dictated text"}
+    assert_throttled(await post(user_client, request), 60)
     assert len(fake_openai.requests) == 1
 
 
@@ -295,17 +289,19 @@ def test_attachment_content_counts_as_other(client: Any, user_factory: Any, rate
     assert_throttled(client.get(url), 60)
 
 
-async def test_entity_views_count_as_other(aclient: AsyncClient, rates: Any, settings: Any) -> None:
+async def test_entity_views_count_as_other(
+    user_client: AsyncClient, rates: Any, settings: Any
+) -> None:
     settings.CHATKIT = {
         **settings.CHATKIT,
         "ENTITY_SOURCES": ["tests.testapp.entities.NoteSource"],
     }
     rates(other="2/min")
     search = reverse("chatkit:entity-search")
-    assert (await aclient.get(search, {"q": "a"})).status_code == 200
-    preview = await aclient.get(reverse("chatkit:entity-preview"), {"id": "note:1"})
+    assert (await user_client.get(search, {"q": "a"})).status_code == 200
+    preview = await user_client.get(reverse("chatkit:entity-preview"), {"id": "note:1"})
     assert preview.status_code == 404  # counted all the same
-    assert_throttled(await aclient.get(search, {"q": "ab"}), 60)
+    assert_throttled(await user_client.get(search, {"q": "ab"}), 60)
 
 
 # -- Redis, and a cache that is down -----------------------------------------------------
@@ -350,26 +346,26 @@ async def round_trips(monkeypatch: Any) -> Any:
 
 
 async def test_redis_counts_in_one_round_trip_shared_with_sync_views(
-    aclient: AsyncClient, rates: Any, redis_cache: str, round_trips: list[Any]
+    user_client: AsyncClient, rates: Any, redis_cache: str, round_trips: list[Any]
 ) -> None:
     rates(cache="redis", upload="2/min", respond="5/min")
-    await create_thread(aclient)  # opens the connection (a few commands of its own)
+    await create_thread(user_client)  # opens the connection (a few commands of its own)
     round_trips.clear()
-    response = await post(aclient, create_attachment_req())
+    response = await post(user_client, create_attachment_req())
     assert response.status_code == 200
     assert len(round_trips) == 1
     # The counter is the cache's own integer, readable through Django's API (the sync path
     # of the upload views reads and writes the same key).
-    key = f"chatkit_throttle_upload_{aclient.user.pk}"
+    key = f"chatkit_throttle_upload_{user_client.user.pk}"
     assert await caches["redis"].aget(key) == 1
     server = redis.Redis.from_url(REDIS_URL)
     assert 0 < server.pttl(f"{redis_cache}:1:{key}") <= 60_000
     server.close()
 
-    multipart = await aclient.post(reverse("chatkit:upload"), {"file": _png_file()})
+    multipart = await user_client.post(reverse("chatkit:upload"), {"file": _png_file()})
     assert multipart.status_code == 201
     assert await caches["redis"].aget(key) == 2
-    assert_throttled(await post(aclient, create_attachment_req()), 60)
+    assert_throttled(await post(user_client, create_attachment_req()), 60)
 
 
 def _png_file() -> Any:
@@ -379,7 +375,7 @@ def _png_file() -> Any:
 
 
 async def test_an_unreachable_cache_lets_requests_through_and_logs(
-    aclient: AsyncClient, rates: Any, settings: Any, caplog: Any, round_trips: list[Any]
+    user_client: AsyncClient, rates: Any, settings: Any, caplog: Any, round_trips: list[Any]
 ) -> None:
     settings.CACHES = {
         **settings.CACHES,
@@ -390,16 +386,16 @@ async def test_an_unreachable_cache_lets_requests_through_and_logs(
     }
     rates(cache="down", respond="1/min", upload="1/min")
     caplog.set_level(logging.WARNING, logger="chatkit_django.throttling")
-    await create_thread(aclient)
-    await create_thread(aclient)
-    response = await aclient.post(reverse("chatkit:upload"), {"file": _png_file()})
+    await create_thread(user_client)
+    await create_thread(user_client)
+    response = await user_client.post(reverse("chatkit:upload"), {"file": _png_file()})
     assert response.status_code == 201
     messages = [r.getMessage() for r in caplog.records if r.name == "chatkit_django.throttling"]
     assert messages == ["Throttle cache 'down' is unavailable; request not counted"] * 3
 
 
 async def test_the_demo_rates_are_valid_and_throttle(
-    aclient: AsyncClient, rates: Any, monkeypatch: Any, tmp_path: Any
+    user_client: AsyncClient, rates: Any, monkeypatch: Any, tmp_path: Any
 ) -> None:
     import importlib
 
@@ -410,12 +406,12 @@ async def test_the_demo_rates_are_valid_and_throttle(
     rates(**demo)
     assert check_settings() == []
     for _ in range(20):
-        await create_thread(aclient)
-    assert_throttled(await post(aclient, create_req()), 60)
+        await create_thread(user_client)
+    assert_throttled(await post(user_client, create_req()), 60)
 
 
 async def test_a_project_throttle_from_get_throttles(
-    aclient: AsyncClient, rates: Any, auser_factory: Any, monkeypatch: Any
+    user_client: AsyncClient, rates: Any, auser_factory: Any, monkeypatch: Any
 ) -> None:
     from tests.testapp.throttles import SiteWideThrottle
 
@@ -424,7 +420,7 @@ async def test_a_project_throttle_from_get_throttles(
     capped = "/chatkit-capped/"
     other = AsyncClient()
     await other.aforce_login(await auser_factory())
-    first = await aclient.post(capped, body(create_req()), content_type="application/json")
+    first = await user_client.post(capped, body(create_req()), content_type="application/json")
     assert first.status_code == 200
     await read_stream(first)
     second = await other.post(capped, body(create_req()), content_type="application/json")
@@ -432,7 +428,7 @@ async def test_a_project_throttle_from_get_throttles(
     await read_stream(second)
     # The site's count is spent, though each user has sent one of their three.
     assert_throttled(
-        await aclient.post(capped, body(create_req()), content_type="application/json"), 60
+        await user_client.post(capped, body(create_req()), content_type="application/json"), 60
     )
     # The default endpoint keeps the per-user throttle only.
-    await create_thread(aclient)
+    await create_thread(user_client)

@@ -170,19 +170,10 @@ def test_default_client_reads_the_environment(monkeypatch: Any) -> None:
     assert client.api_key == "sk-env"
 
 
-@pytest.fixture
-async def http(auser_factory: Any) -> Any:
-    from django.test import AsyncClient
-
-    client = AsyncClient()
-    await client.aforce_login(await auser_factory())
-    return client
-
-
-async def test_dictation_through_the_endpoint(fake_openai: FakeOpenAI, http: Any) -> None:
+async def test_dictation_through_the_endpoint(fake_openai: FakeOpenAI, user_client: Any) -> None:
     from tests.chatkit_client import post
 
-    response = await post(http, json.dumps(transcribe_request(b"audio", "audio/webm")))
+    response = await post(user_client, json.dumps(transcribe_request(b"audio", "audio/webm")))
 
     assert (response.status_code, response.json()) == (200, {"text": "dictated text"})
 
@@ -199,7 +190,7 @@ async def test_dictation_through_the_endpoint(fake_openai: FakeOpenAI, http: Any
 )
 async def test_endpoint_answers_transcription_errors_as_json(
     fake_openai: FakeOpenAI,
-    http: Any,
+    user_client: Any,
     settings: Any,
     audio: bytes,
     mime: str,
@@ -213,7 +204,7 @@ async def test_endpoint_answers_transcription_errors_as_json(
     if upstream is not None:
         fake_openai.transcription_error = (upstream, "boom")
 
-    response = await post(http, json.dumps(transcribe_request(audio, mime)))
+    response = await post(user_client, json.dumps(transcribe_request(audio, mime)))
 
     assert response.status_code == status
     assert response["Content-Type"] == "application/json"
@@ -221,12 +212,12 @@ async def test_endpoint_answers_transcription_errors_as_json(
     assert response.json()["detail"]
 
 
-async def test_endpoint_without_api_key_says_so(http: Any, monkeypatch: Any) -> None:
+async def test_endpoint_without_api_key_says_so(user_client: Any, monkeypatch: Any) -> None:
     from tests.chatkit_client import post
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
 
-    response = await post(http, json.dumps(transcribe_request(b"x", "audio/webm")))
+    response = await post(user_client, json.dumps(transcribe_request(b"x", "audio/webm")))
 
     assert response.status_code == 503
     assert "OPENAI_API_KEY" in response.json()["detail"]

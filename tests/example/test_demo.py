@@ -30,14 +30,6 @@ def _demo(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(DemoServer, "word_delay", 0)
 
 
-@pytest.fixture
-async def http(auser_factory: Any) -> AsyncClient:
-    client = AsyncClient()
-    client.user = await auser_factory()
-    await client.aforce_login(client.user)
-    return client
-
-
 @pytest.mark.django_db  # a sync test: the test's own transaction will do
 def test_page_needs_a_login_then_embeds_chatkit(user_factory: Any) -> None:
     client = Client()
@@ -59,12 +51,14 @@ def test_page_needs_a_login_then_embeds_chatkit(user_factory: Any) -> None:
     assert config["options"]["api"]["uploadStrategy"] == {"type": "two_phase"}
 
 
-async def test_offline_reply_streams_word_by_word_and_names_the_thread(http: AsyncClient) -> None:
+async def test_offline_reply_streams_word_by_word_and_names_the_thread(
+    user_client: AsyncClient,
+) -> None:
     request = create_req("Plan the launch party")
     request.params.input.content.append(
         UserMessageTagContent(id="article:1", text="Launch", data={}, interactive=False)
     )
-    response = await post(http, request)
+    response = await post(user_client, request)
     events = parse_sse(await read_stream(response))
     deltas = [e["update"]["delta"] for e in events if e["type"] == "thread.item.updated"]
     assert len(deltas) > 10
@@ -83,10 +77,10 @@ async def test_offline_reply_streams_word_by_word_and_names_the_thread(http: Asy
     assert thread.title == "Plan the launch party"
 
 
-async def test_offline_dictation(http: AsyncClient) -> None:
+async def test_offline_dictation(user_client: AsyncClient) -> None:
     audio = base64.b64encode(b"abc").decode()
     response = await post(
-        http,
+        user_client,
         f'{{"type": "input.transcribe", "params": {{"audio_base64": "{audio}", '
         '"mime_type": "audio/webm"}}',
     )
@@ -94,13 +88,13 @@ async def test_offline_dictation(http: AsyncClient) -> None:
 
 
 async def test_with_a_key_the_agent_answers_and_titles_the_thread(
-    http: AsyncClient, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+    user_client: AsyncClient, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     fake_openai.turns.extend(
         [ScriptedTurn(text="Balloons first."), ScriptedTurn(text="Party plan")]
     )
-    response = await post(http, create_req("Plan the launch party"))
+    response = await post(user_client, create_req("Plan the launch party"))
     events = parse_sse(await read_stream(response))
     answer = [
         e["item"]

@@ -26,27 +26,19 @@ def _settings(settings: Any) -> None:
     }
 
 
-@pytest.fixture
-async def http(auser_factory: Any) -> Any:
-    client = AsyncClient()
-    client.user = await auser_factory()
-    await client.aforce_login(client.user)
-    return client
-
-
-async def send(http: Any, payload: dict) -> list[dict]:
+async def send(user_client: Any, payload: dict) -> list[dict]:
     import json
 
-    response = await post(http, json.dumps(payload))
+    response = await post(user_client, json.dumps(payload))
     assert response.status_code == 200, response.content
     return parse_sse(await read_stream(response))
 
 
 async def test_survey_is_asked_answered_persisted_and_followed_up(
-    http: Any, auser_factory: Any
+    user_client: Any, auser_factory: Any
 ) -> None:
     events = await send(
-        http, {"type": "threads.create", "params": {"input": user_input("start the survey")}}
+        user_client, {"type": "threads.create", "params": {"input": user_input("start the survey")}}
     )
     (question,) = done_items(events, "structured_input")
     assert question["status"] == "pending"
@@ -54,7 +46,7 @@ async def test_survey_is_asked_answered_persisted_and_followed_up(
     thread_id = events[0]["thread"]["id"]
 
     events = await send(
-        http,
+        user_client,
         {
             "type": "threads.add_structured_input",
             "params": {
@@ -91,12 +83,14 @@ async def test_survey_is_asked_answered_persisted_and_followed_up(
     assert '<dd class="chatkit-answer">soon</dd>' in html
 
 
-async def test_skipped_survey_is_acknowledged(http: Any) -> None:
-    events = await send(http, {"type": "threads.create", "params": {"input": user_input("survey")}})
+async def test_skipped_survey_is_acknowledged(user_client: Any) -> None:
+    events = await send(
+        user_client, {"type": "threads.create", "params": {"input": user_input("survey")}}
+    )
     (question,) = done_items(events, "structured_input")
 
     events = await send(
-        http,
+        user_client,
         {
             "type": "threads.add_structured_input",
             "params": {
@@ -111,10 +105,12 @@ async def test_skipped_survey_is_acknowledged(http: Any) -> None:
     assert follow_up["content"][0]["text"] == "No problem, we can skip the survey."
 
 
-async def test_answering_twice_is_a_clean_error(http: Any) -> None:
+async def test_answering_twice_is_a_clean_error(user_client: Any) -> None:
     import json
 
-    events = await send(http, {"type": "threads.create", "params": {"input": user_input("survey")}})
+    events = await send(
+        user_client, {"type": "threads.create", "params": {"input": user_input("survey")}}
+    )
     (question,) = done_items(events, "structured_input")
     answer = {
         "type": "threads.add_structured_input",
@@ -124,9 +120,9 @@ async def test_answering_twice_is_a_clean_error(http: Any) -> None:
             "input": {"status": "skipped"},
         },
     }
-    await send(http, answer)
+    await send(user_client, answer)
 
-    response = await post(http, json.dumps(answer))
+    response = await post(user_client, json.dumps(answer))
 
     assert response.status_code == 409
     assert response.json() == {
