@@ -74,7 +74,7 @@ fuzz: $(STAMP)
 
 # The scale harness (benchmarks/scale.py): uvicorn workers on PostgreSQL, S3 (a moto server)
 # and Redis under a mixed load of every request type with hang-ups; prints one table. Not
-# part of `make test` (its short form is tests/test_scale_harness.py). Override SCALE_ARGS,
+# part of `make test` (its short form is tests/live/test_scale_harness.py). Override SCALE_ARGS,
 # e.g. SCALE_ARGS="--workers 2 --users 30 --duration 60 --restart-db".
 SCALE_ARGS ?= --workers 2 --users 30 --duration 60 --private-db
 scale: $(STAMP) services

@@ -44,7 +44,7 @@ is compared with what clients were told. One table is printed:
     .venv/bin/python benchmarks/scale.py --workers 1 --users 0 --streams 1000 --arrival 10 \\
         --deltas 60 --delta-interval 0.5 --private-db
 
-No thresholds are asserted here (tests/test_scale_harness.py runs a short form and does):
+No thresholds are asserted here (tests/live/test_scale_harness.py runs a short form and does):
 read the table. ``--json PATH`` also writes the numbers.
 """
 

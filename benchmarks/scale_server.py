@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
 from chatkit.actions import Action
 from chatkit.types import (
-    AssistantMessageContent,
-    AssistantMessageItem,
-    ThreadItemDoneEvent,
     ThreadMetadata,
     ThreadStreamEvent,
     WidgetItem,
@@ -18,6 +14,7 @@ from chatkit.types import (
 
 from benchmarks.endpoint_server import BenchServer
 from chatkit_django.context import ChatKitContext
+from example_project.demo.replies import done, new_reply
 
 
 class ScaleServer(BenchServer):
@@ -30,11 +27,4 @@ class ScaleServer(BenchServer):
         sender: WidgetItem | None,
         context: ChatKitContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
-        yield ThreadItemDoneEvent(
-            item=AssistantMessageItem(
-                id=self.store.generate_item_id("message", thread, context),
-                thread_id=thread.id,
-                created_at=datetime.now(),
-                content=[AssistantMessageContent(text=f"action: {action.type}")],
-            )
-        )
+        yield done(new_reply(self, thread, context), f"action: {action.type}")

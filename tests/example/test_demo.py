@@ -137,24 +137,26 @@ async def test_with_a_key_a_failing_title_call_leaves_the_answer_whole(
 
 
 async def test_the_tour_button_starts_an_answered_thread_and_the_page_opens_it(
-    http: AsyncClient,
+    user_client: AsyncClient,
 ) -> None:
-    response = await http.post("/welcome/")
+    response = await user_client.post("/welcome/")
     assert response.status_code == 302
     location = response["Location"]
     thread_id = location.removeprefix("/?agent=support&thread=")
     assert thread_id.startswith("thr_")
 
-    page = await http.get(location)
+    page = await user_client.get(location)
     assert config_of(page.content.decode())["options"]["initialThread"] == thread_id
     thread = await Thread.objects.aget(pk=thread_id)
-    assert (thread.owner_id, thread.title) == (http.user.pk, "Welcome tour")
+    assert (thread.owner_id, thread.title) == (user_client.user.pk, "Welcome tour")
     assert thread.data["metadata"] == {"started_by": "welcome button"}
-    items = await post(http, ItemsListReq(params=ItemsListParams(thread_id=thread_id, order="asc")))
+    items = await post(
+        user_client, ItemsListReq(params=ItemsListParams(thread_id=thread_id, order="asc"))
+    )
     user_message, answer = items.json()["data"]
     assert user_message["content"][0]["text"] == "Show me around this demo"
     assert "You said: _Show me around this demo_" in answer["content"][0]["text"]
-    assert (await http.get("/welcome/")).status_code == 405
+    assert (await user_client.get("/welcome/")).status_code == 405
 
 
 def test_the_task_examples_start_a_thread_and_post_a_notice(user_factory: Any) -> None:

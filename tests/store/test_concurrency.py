@@ -9,11 +9,13 @@ Races that depend on timing are forced with a barrier, so the tests are determin
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
+from django.db import connections
 
 from chatkit_django import models
 from chatkit_django import store as store_module

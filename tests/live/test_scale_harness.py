@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import boto3
 import pytest
@@ -20,9 +19,9 @@ from django.utils.timezone import now
 
 from benchmarks.scale import AttachmentState, ThreadState, UserState, verify
 from chatkit_django.models import Attachment, Thread, ThreadItem
-from tests.conftest import make_assistant_message, make_thread, make_user_message
+from tests import ROOT
+from tests.factories import make_assistant_message, make_thread, make_user_message
 
-ROOT = Path(__file__).resolve().parent.parent
 ROWS = [
     "requests",
     "5xx",

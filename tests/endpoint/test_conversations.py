@@ -50,7 +50,7 @@ from chatkit_django.exceptions import (
 from chatkit_django.instances import get_server
 from chatkit_django.models import Thread, ThreadItem
 from tests.chatkit_client import body
-from tests.conftest import make_context
+from tests.factories import make_context
 from tests.testapp.server import RecordingServer
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,7 +11,9 @@ from django.core.management import ManagementUtility
 from chatkit_django.models import Thread, ThreadItem
 from tests.testapp.server import RecordingServer
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(
+    transaction=True
+)  # the command runs the server in a thread of its own
 
 
 def manage(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
