@@ -17,11 +17,10 @@ from chatkit.types import (
     UserMessageInput,
     UserMessageTextContent,
 )
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from pydantic import BaseModel
 
-from tests.factories import PNG
+from tests.factories import PNG, make_upload
 
 ENDPOINT = "/chatkit/"
 
@@ -68,11 +67,32 @@ async def post(client: Any, request: BaseModel | str | bytes, **extra: Any) -> A
     return await client.post(ENDPOINT, payload, content_type="application/json", **extra)
 
 
+async def exchange(client: Any, request: BaseModel | dict[str, Any] | str) -> tuple[int, Any]:
+    """POST ``request`` to the endpoint: the status, and the JSON answer or the SSE events."""
+    response = await post(client, json.dumps(request) if isinstance(request, dict) else request)
+    if response.get("Content-Type") == "text/event-stream":
+        return response.status_code, parse_sse(await read_stream(response))
+    return response.status_code, json.loads(response.content)
+
+
+async def answer(client: Any, request: BaseModel | dict[str, Any] | str) -> Any:
+    """``exchange`` for a request that must succeed: the JSON answer or the SSE events."""
+    status, decoded = await exchange(client, request)
+    assert status == 200, decoded
+    return decoded
+
+
 def upload(client, name="cat.png", data=PNG, content_type="image/png", **extra):
+    """POST a file to the direct-upload view (a sync test client)."""
     return client.post(
-        reverse("chatkit:upload"),
-        {"file": SimpleUploadedFile(name, data, content_type=content_type)},
-        **extra,
+        reverse("chatkit:upload"), {"file": make_upload(name, data, content_type)}, **extra
+    )
+
+
+async def aupload(client, name="cat.png", data=PNG, content_type="image/png", **extra):
+    """``upload`` through an ``AsyncClient``."""
+    return await client.post(
+        reverse("chatkit:upload"), {"file": make_upload(name, data, content_type)}, **extra
     )
 
 

@@ -29,8 +29,10 @@ from chatkit.types import (
     UserMessageTextContent,
 )
 from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from chatkit_django.agents import DjangoThreadItemConverter
 from chatkit_django.attachments import get_attachment_storage
 from chatkit_django.context import ChatKitContext
 from chatkit_django.ids import generate_id
@@ -64,8 +66,20 @@ def make_picture() -> bytes:
     return out.getvalue()
 
 
+def make_upload(
+    name: str = "cat.png", data: bytes = PNG, content_type: str = "image/png"
+) -> SimpleUploadedFile:
+    """A file as a browser posts it to the direct-upload view."""
+    return SimpleUploadedFile(name, data, content_type=content_type)
+
+
 def make_context(user: Any) -> ChatKitContext:
     return ChatKitContext(user=user)
+
+
+def make_converter(user: Any) -> DjangoThreadItemConverter:
+    """The converter the server would use for ``user``'s request (default store)."""
+    return DjangoThreadItemConverter(make_context(user), store=DjangoStore())
 
 
 def make_thread(thread_id: str | None = None, **kwargs: Any) -> ThreadMetadata:

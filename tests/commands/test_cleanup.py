@@ -6,13 +6,12 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
 from chatkit_django.models import Attachment
-from tests.factories import PNG
+from tests.factories import PNG, make_upload
 from tests.sdk_calls import create_attachment, create_thread
 from tests.storage_fixtures import stored_names
 
@@ -26,7 +25,7 @@ def attachments(client, user_factory, attachment_storage):
     client.force_login(user)
 
     def upload() -> str:
-        file = SimpleUploadedFile("a.png", PNG, content_type="image/png")
+        file = make_upload("a.png")
         return client.post(reverse("chatkit:upload"), {"file": file}).json()["id"]
 
     old_unattached = upload()

@@ -36,7 +36,6 @@ from chatkit.types import (
 )
 from django.contrib.auth.models import Group
 from django.core.cache import caches
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import AsyncClient
 from django.urls import include, path, reverse
 from pydantic import TypeAdapter
@@ -49,7 +48,7 @@ from chatkit_django.models import Thread
 from chatkit_django.server import DjangoChatKitServer
 from tests import ROOT
 from tests.chatkit_client import create_req, parse_sse, post, read_stream
-from tests.factories import PNG
+from tests.factories import PNG, make_upload
 from tests.testapp.server import EchoServer
 
 PAGE = ROOT / "docs" / "concepts" / "architecture.md"
@@ -221,7 +220,7 @@ async def new_thread(client: AsyncClient) -> str:
 async def upload(client: AsyncClient, **extra: Any) -> dict[str, Any]:
     response = await client.post(
         reverse("chatkit:upload"),
-        {"file": SimpleUploadedFile("cat.png", PNG, content_type="image/png")},
+        {"file": make_upload()},
         **extra,
     )
     assert response.status_code == 201, response.content

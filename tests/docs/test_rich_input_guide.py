@@ -7,13 +7,12 @@ import json
 from typing import Any
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import AsyncClient
 from django.urls import reverse
 
 from chatkit_django.models import ThreadItem
 from tests.chatkit_client import parse_sse, post, read_stream
-from tests.factories import PDF, PNG
+from tests.factories import PDF, PNG, make_upload
 from tests.fake_openai import FakeOpenAI
 from tests.sdk_calls import done_items, user_input
 from tests.testapp.models import Note
@@ -46,7 +45,7 @@ async def test_the_whole_guide(
     uploaded = []
     for name, data, mime in [("cat.png", PNG, "image/png"), ("spec.pdf", PDF, "application/pdf")]:
         response = await http.post(
-            reverse("chatkit:upload"), {"file": SimpleUploadedFile(name, data, content_type=mime)}
+            reverse("chatkit:upload"), {"file": make_upload(name, data, mime)}
         )
         assert response.status_code == 201, response.content
         uploaded.append(response.json()["id"])

@@ -19,14 +19,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from chatkit.types import ClientToolCallItem, StructuredInputFreeform, StructuredInputItem
 from django.contrib.auth.models import Permission
-from django.core.files.uploadedfile import SimpleUploadedFile
-from django.urls import reverse
 
 from chatkit_django.context import ChatKitContext
 from chatkit_django.models import Attachment, Feedback, Thread, ThreadItem
 from chatkit_django.store import DjangoStore
-from tests.chatkit_client import parse_sse, read_stream
+from tests.chatkit_client import aupload, exchange
 from tests.factories import PNG
+from tests.sdk_calls import user_input
 from tests.sdk_items import widget
 from tests.testapp import access
 
@@ -58,33 +57,10 @@ def use_rule(settings: Any, store_class: str) -> None:
     settings.CHATKIT = {**settings.CHATKIT, "STORE_CLASS": store_class}
 
 
-async def post(client: Any, payload: dict[str, Any]) -> tuple[int, Any]:
-    """(status, JSON answer or list of SSE events)."""
-    response = await client.post(ENDPOINT, json.dumps(payload), content_type="application/json")
-    if response.get("Content-Type") == "text/event-stream":
-        return response.status_code, parse_sse(await read_stream(response))
-    return response.status_code, json.loads(response.content)
-
-
-async def upload(client: Any) -> Any:
-    return await client.post(
-        reverse("chatkit:upload"),
-        {"file": SimpleUploadedFile("cat.png", PNG, content_type="image/png")},
-    )
-
-
 async def content(client: Any, url: str) -> tuple[int, bytes]:
     response = await client.get(url.removeprefix("http://testserver"))
     body = b"".join([c async for c in response.streaming_content]) if response.streaming else b""
     return response.status_code, body
-
-
-def user_input(text: str, attachments: list[str] = ()) -> dict[str, Any]:
-    return {
-        "content": [{"type": "input_text", "text": text}],
-        "attachments": list(attachments),
-        "inference_options": {},
-    }
 
 
 async def seed(async_client: Any, owner: Any) -> dict[str, Any]:
@@ -92,9 +68,9 @@ async def seed(async_client: Any, owner: Any) -> dict[str, Any]:
     structured input, a pending client tool call (last); an image in no thread yet and a
     pending two-phase upload."""
     await async_client.aforce_login(owner)
-    image = (await upload(async_client)).json()["id"]
-    loose = (await upload(async_client)).json()["id"]  # in no thread yet
-    status, events = await post(
+    image = (await aupload(async_client)).json()["id"]
+    loose = (await aupload(async_client)).json()["id"]  # in no thread yet
+    status, events = await exchange(
         async_client, {"type": "threads.create", "params": {"input": user_input("hi", [image])}}
     )
     assert status == 200, events
@@ -123,7 +99,7 @@ async def seed(async_client: Any, owner: Any) -> dict[str, Any]:
         ),
         context,
     )
-    status, pending = await post(
+    status, pending = await exchange(
         async_client,
         {
             "type": "attachments.create",
@@ -207,7 +183,7 @@ async def test_deny_all_refuses_every_endpoint_request(
     use_rule(settings, "tests.testapp.access.DenyAllStore")
     await async_client.aforce_login(stranger)
 
-    status, answer = await post(
+    status, answer = await exchange(
         async_client, {"type": request_type, "params": REQUESTS[request_type](ids)}
     )
 
@@ -232,7 +208,7 @@ async def test_a_team_rule_lets_a_teammate_make_every_endpoint_request(
     access.TEAMS.update({owner.pk: "blue", teammate.pk: "blue"})
     await async_client.aforce_login(teammate)
 
-    status, answer = await post(
+    status, answer = await exchange(
         async_client, {"type": request_type, "params": REQUESTS[request_type](ids)}
     )
 
@@ -277,7 +253,7 @@ async def test_the_rule_decides_content_preview_and_upload_target(
     response = await async_client.put(target, PNG, content_type="image/png")
     assert (response.status_code, response.json()["code"]) == (403, "invalid_upload_token")
     # Previews: items.list signs one for the teammate, and it works without a session.
-    _status, page = await post(
+    _status, page = await exchange(
         async_client, {"type": "items.list", "params": {"thread_id": ids["thread"]}}
     )
     (message,) = [item for item in page["data"] if item["id"] == ids["user_item"]]
@@ -297,8 +273,8 @@ async def test_uploads_sign_previews_by_the_rule(
     use_rule(settings, f"tests.testapp.access.{rule}")
     await async_client.aforce_login(user)
 
-    direct = (await upload(async_client)).json()
-    _status, created = await post(
+    direct = (await aupload(async_client)).json()
+    _status, created = await exchange(
         async_client,
         {
             "type": "attachments.create",
@@ -332,7 +308,7 @@ async def test_a_thread_viewer_gets_a_preview_only_of_attachments_they_may_view(
     await async_client.aforce_login(viewer)
 
     async def preview() -> str:
-        _status, page = await post(
+        _status, page = await exchange(
             async_client, {"type": "items.list", "params": {"thread_id": ids["thread"]}}
         )
         (message,) = [item for item in page["data"] if item["id"] == ids["user_item"]]
@@ -360,21 +336,21 @@ async def test_attachments_delete_is_idempotent_and_says_nothing_of_others_files
     owner, other = await auser_factory(), await auser_factory()
     await async_client.aforce_login(owner)
     mine, kept = (
-        (await upload(async_client)).json()["id"],
-        (await upload(async_client)).json()["id"],
+        (await aupload(async_client)).json()["id"],
+        (await aupload(async_client)).json()["id"],
     )
     await async_client.aforce_login(other)
 
     def delete(attachment_id: str) -> dict[str, Any]:
         return {"type": "attachments.delete", "params": {"attachment_id": attachment_id}}
 
-    assert await post(async_client, delete(kept)) == (200, {})  # someone else's
-    assert await post(async_client, delete("atc_missing")) == (200, {})
+    assert await exchange(async_client, delete(kept)) == (200, {})  # someone else's
+    assert await exchange(async_client, delete("atc_missing")) == (200, {})
     assert await Attachment.objects.filter(pk=kept).aexists()
 
     await async_client.aforce_login(owner)
-    assert await post(async_client, delete(mine)) == (200, {})
-    assert await post(async_client, delete(mine)) == (200, {})  # already deleted
+    assert await exchange(async_client, delete(mine)) == (200, {})
+    assert await exchange(async_client, delete(mine)) == (200, {})  # already deleted
     assert [a.pk async for a in Attachment.objects.all()] == [kept]
 
 
@@ -386,7 +362,7 @@ async def test_an_attachment_of_one_thread_cannot_join_another(
     owner = await auser_factory()
     ids = await seed(async_client, owner)
     await async_client.aforce_login(owner)
-    status, other = await post(
+    status, other = await exchange(
         async_client, {"type": "threads.create", "params": {"input": user_input("other")}}
     )
     other_thread = other[0]["thread"]["id"]
@@ -399,14 +375,14 @@ async def test_an_attachment_of_one_thread_cannot_join_another(
             "params": {"thread_id": other_thread, "input": user_input("x", [ids["image"]])},
         },
     ):
-        status, answer = await post(async_client, payload)
+        status, answer = await exchange(async_client, payload)
         assert (status, answer["code"]) == (400, "attachment_in_another_thread"), answer
         assert "belongs to another thread" in answer["detail"]
     assert await Thread.objects.acount() == threads_before
     row = await Attachment.objects.aget(pk=ids["image"])
     assert (row.thread_id, row.data["thread_id"]) == (ids["thread"], ids["thread"])
 
-    status, answer = await post(
+    status, answer = await exchange(
         async_client,
         {
             "type": "threads.add_user_message",

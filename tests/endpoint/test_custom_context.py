@@ -9,19 +9,17 @@ must all ask those hooks instead of reading ``context.user`` / ``context.request
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import RequestFactory
 from django.urls import reverse
 
 from chatkit_django.models import Attachment
 from chatkit_django.server import get_server
-from tests.chatkit_client import parse_sse, read_stream
-from tests.factories import PNG
+from tests.chatkit_client import answer
+from tests.factories import PNG, make_upload
 from tests.testapp.access import account_context
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -43,14 +41,6 @@ def _account_context(settings: Any, tmp_path: Any) -> None:
     }
 
 
-async def post(client: Any, payload: dict[str, Any]) -> Any:
-    response = await client.post("/chatkit/", json.dumps(payload), content_type="application/json")
-    assert response.status_code == 200, response.content
-    if response["Content-Type"] == "text/event-stream":
-        return parse_sse(await read_stream(response))
-    return json.loads(response.content)
-
-
 def signed(url: str) -> bool:
     parts = urlsplit(url)
     return parts.netloc == "testserver" and "sig" in parse_qs(parts.query)
@@ -62,7 +52,7 @@ async def test_attachments_work_with_a_context_of_the_projects_own(
     user = await auser_factory()
     await async_client.aforce_login(user)
 
-    created = await post(
+    created = await answer(
         async_client,
         {
             "type": "attachments.create",
@@ -78,12 +68,12 @@ async def test_attachments_work_with_a_context_of_the_projects_own(
     assert put.status_code == 200, put.content
     direct = await async_client.post(
         reverse("chatkit:upload"),
-        {"file": SimpleUploadedFile("cat.png", PNG, content_type="image/png")},
+        {"file": make_upload()},
     )
     assert direct.status_code == 201, direct.content
     assert signed(direct.json()["preview_url"])
 
-    events = await post(
+    events = await answer(
         async_client,
         {
             "type": "threads.create",
@@ -97,7 +87,7 @@ async def test_attachments_work_with_a_context_of_the_projects_own(
         },
     )
     thread_id = events[0]["thread"]["id"]
-    page = await post(async_client, {"type": "items.list", "params": {"thread_id": thread_id}})
+    page = await answer(async_client, {"type": "items.list", "params": {"thread_id": thread_id}})
     previews = [a["preview_url"] for item in page["data"] for a in item.get("attachments", [])]
     assert len(previews) == 2
     assert all(signed(url) for url in previews)  # fresh, from the request: no BASE_URL set
@@ -115,7 +105,7 @@ async def test_attachments_work_with_a_context_of_the_projects_own(
     row = await Attachment.objects.aget(pk=url.rstrip("/").split("/")[-2])
     assert (row.owner_id, row.thread_id) == (user.pk, thread_id)
 
-    deleted = await post(
+    deleted = await answer(
         async_client,
         {"type": "attachments.delete", "params": {"attachment_id": direct.json()["id"]}},
     )

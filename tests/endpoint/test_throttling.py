@@ -39,7 +39,7 @@ from tests.chatkit_client import (
     transcribe_request,
     upload,
 )
-from tests.factories import PNG
+from tests.factories import PNG, make_upload
 from tests.live_server import free_port
 from tests.settings import REDIS_URL
 
@@ -369,9 +369,8 @@ async def test_redis_counts_in_one_round_trip_shared_with_sync_views(
 
 
 def _png_file() -> Any:
-    from django.core.files.uploadedfile import SimpleUploadedFile
 
-    return SimpleUploadedFile("cat.png", PNG, content_type="image/png")
+    return make_upload()
 
 
 async def test_an_unreachable_cache_lets_requests_through_and_logs(

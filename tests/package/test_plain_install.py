@@ -12,13 +12,12 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.core.files.storage import FileSystemStorage
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
 from chatkit_django import checks as chatkit_checks
 from chatkit_django.attachments import can_presign, get_attachment_storage
-from tests.factories import PNG
+from tests.factories import PNG, make_upload
 
 ECHO = "tests.testapp.server.EchoServer"
 
@@ -49,7 +48,7 @@ def test_image_content_and_preview_are_served(
     client.force_login(user_factory())
     response = client.post(
         reverse("chatkit:upload"),
-        {"file": SimpleUploadedFile("cat.png", PNG, content_type="image/png")},
+        {"file": make_upload()},
     )
     assert response.status_code == 201
     attachment = response.json()

@@ -16,12 +16,9 @@ from chatkit.types import (
 )
 from django.utils import timezone
 
-from chatkit_django.agents import DjangoThreadItemConverter
 from chatkit_django.attachments import get_attachment_storage
-from chatkit_django.context import ChatKitContext
 from chatkit_django.models import Attachment
-from chatkit_django.store import DjangoStore
-from tests.factories import PDF, PNG, store_attachment
+from tests.factories import PDF, PNG, make_converter, store_attachment
 from tests.sdk_calls import done_items, process, user_input
 from tests.testapp.models import Note
 
@@ -39,10 +36,6 @@ def _settings(settings: Any) -> None:
     }
 
 
-def converter_for(user: Any) -> DjangoThreadItemConverter:
-    return DjangoThreadItemConverter(ChatKitContext(user=user), store=DjangoStore())
-
-
 def sdk_attachment(row: Any) -> Any:
     from chatkit_django.store import AttachmentAdapter
 
@@ -53,7 +46,7 @@ async def test_image_becomes_a_data_url(auser_factory: Any) -> None:
     user = await auser_factory()
     row = await astore_attachment(user, "cat.png", "image/png", PNG)
 
-    part = await converter_for(user).attachment_to_message_content(sdk_attachment(row))
+    part = await make_converter(user).attachment_to_message_content(sdk_attachment(row))
 
     assert part == {
         "type": "input_image",
@@ -69,7 +62,7 @@ async def test_image_as_url_falls_back_to_data_url_without_presigning(
     user = await auser_factory()
     row = await astore_attachment(user, "cat.png", "image/png", PNG)
 
-    part = await converter_for(user).attachment_to_message_content(sdk_attachment(row))
+    part = await make_converter(user).attachment_to_message_content(sdk_attachment(row))
 
     assert part["image_url"].startswith("data:image/png;base64,")  # InMemoryStorage can't sign
 
@@ -78,7 +71,7 @@ async def test_pdf_becomes_an_input_file(auser_factory: Any) -> None:
     user = await auser_factory()
     row = await astore_attachment(user, "report.pdf", "application/pdf", PDF)
 
-    part = await converter_for(user).attachment_to_message_content(sdk_attachment(row))
+    part = await make_converter(user).attachment_to_message_content(sdk_attachment(row))
 
     assert part == {
         "type": "input_file",
@@ -94,7 +87,7 @@ async def test_text_like_types_become_input_text(auser_factory: Any, mime: str) 
     user = await auser_factory()
     row = await astore_attachment(user, "notes", mime, "héllo, wörld".encode())
 
-    part = await converter_for(user).attachment_to_message_content(sdk_attachment(row))
+    part = await make_converter(user).attachment_to_message_content(sdk_attachment(row))
 
     assert part == {
         "type": "input_text",
@@ -108,7 +101,7 @@ async def test_text_is_capped_and_cannot_close_its_block(auser_factory: Any, set
     content = b"ab</ATTACHMENT>cd" + b"x" * 100
     row = await astore_attachment(user, 'a "b".txt', "text/plain", content)
 
-    part = await converter_for(user).attachment_to_message_content(sdk_attachment(row))
+    part = await make_converter(user).attachment_to_message_content(sdk_attachment(row))
 
     assert part["text"] == (
         '<ATTACHMENT name="a \'b\'.txt" type="text/plain">\n'
@@ -125,7 +118,7 @@ async def test_text_at_exactly_the_cap_is_not_marked_truncated(
     user = await auser_factory()
     row = await astore_attachment(user, "a.txt", "text/plain", b"12345")
 
-    part = await converter_for(user).attachment_to_message_content(sdk_attachment(row))
+    part = await make_converter(user).attachment_to_message_content(sdk_attachment(row))
 
     assert "Truncated" not in part["text"]
 
@@ -134,7 +127,7 @@ async def test_other_types_become_a_note(auser_factory: Any) -> None:
     user = await auser_factory()
     row = await astore_attachment(user, "a.zip", "application/zip", b"PK\x03\x04")
 
-    part = await converter_for(user).attachment_to_message_content(sdk_attachment(row))
+    part = await make_converter(user).attachment_to_message_content(sdk_attachment(row))
 
     assert part == {
         "type": "input_text",
@@ -151,7 +144,7 @@ async def test_missing_bytes_become_a_note(auser_factory: Any, name: str, mime: 
     user = await auser_factory()
     row = await astore_attachment(user, name, mime, None)
 
-    part = await converter_for(user).attachment_to_message_content(sdk_attachment(row))
+    part = await make_converter(user).attachment_to_message_content(sdk_attachment(row))
 
     assert part == {
         "type": "input_text",
@@ -166,7 +159,7 @@ async def test_another_users_attachment_is_not_read(auser_factory: Any, monkeypa
     opened: list[str] = []
     monkeypatch.setattr(storage, "open", lambda name, mode="rb": opened.append(name))
 
-    part = await converter_for(other).attachment_to_message_content(sdk_attachment(row))
+    part = await make_converter(other).attachment_to_message_content(sdk_attachment(row))
 
     assert "top secret" not in part["text"] and "could not be read" in part["text"]
     assert opened == []
@@ -176,7 +169,7 @@ async def test_unknown_attachment_id_becomes_a_note(auser_factory: Any) -> None:
     user = await auser_factory()
     ghost = FileAttachment(id="atc_ghost", name="ghost.txt", mime_type="text/plain")
 
-    part = await converter_for(user).attachment_to_message_content(ghost)
+    part = await make_converter(user).attachment_to_message_content(ghost)
 
     assert part["text"] == (
         '[The user attached "ghost.txt" (text/plain), but its contents could not be read.]'
@@ -192,7 +185,7 @@ async def test_tag_resolves_to_a_delimited_entity_block(auser_factory: Any) -> N
     user = await auser_factory()
     note = await Note.objects.acreate(owner=user, title="Plan", body="Grow </ENTITY> by 10%")
 
-    part = await converter_for(user).tag_to_message_content(tag(f"note:{note.pk}", "Plan"))
+    part = await make_converter(user).tag_to_message_content(tag(f"note:{note.pk}", "Plan"))
 
     assert part == {
         "type": "input_text",
@@ -203,7 +196,7 @@ async def test_tag_resolves_to_a_delimited_entity_block(auser_factory: Any) -> N
 async def test_inaccessible_or_unknown_tags_become_notes(auser_factory: Any) -> None:
     user, other = await auser_factory(), await auser_factory()
     secret = await Note.objects.acreate(owner=other, title="Secret title", body="secret body")
-    converter = converter_for(user)
+    converter = make_converter(user)
 
     for entity_id in [f"note:{secret.pk}", "note:0", "ghost:1", "garbage"]:
         part = await converter.tag_to_message_content(tag(entity_id, "Thing"))
@@ -229,7 +222,7 @@ async def test_user_message_to_input_puts_it_all_together(auser_factory: Any) ->
         inference_options=InferenceOptions(),
     )
 
-    items = await converter_for(user).to_agent_input(item)
+    items = await make_converter(user).to_agent_input(item)
 
     assert items[0] == {
         "type": "message",
@@ -293,7 +286,7 @@ async def test_image_as_url_on_s3_is_a_presigned_url(
     user = await auser_factory()
     row = await astore_attachment(user, "cat.png", "image/png", PNG)
 
-    part = await converter_for(user).attachment_to_message_content(sdk_attachment(row))
+    part = await make_converter(user).attachment_to_message_content(sdk_attachment(row))
 
     assert part["type"] == "input_image"
     assert "X-Amz-Expires=300" in part["image_url"]  # PREVIEW_URL_MAX_AGE
@@ -306,7 +299,7 @@ async def test_unfinished_upload_becomes_a_note(auser_factory: Any) -> None:
     row = await astore_attachment(user, "a.txt", "text/plain", None)
     await Attachment.objects.filter(pk=row.pk).aupdate(uploaded_at=None, upload_nonce="n")
 
-    part = await converter_for(user).attachment_to_message_content(sdk_attachment(row))
+    part = await make_converter(user).attachment_to_message_content(sdk_attachment(row))
 
     assert "could not be read" in part["text"]
 
@@ -318,7 +311,7 @@ async def test_real_storages_are_read(
     user = await auser_factory()
     row = await astore_attachment(user, "f", mime, b"content")
 
-    part = await converter_for(user).attachment_to_message_content(sdk_attachment(row))
+    part = await make_converter(user).attachment_to_message_content(sdk_attachment(row))
 
     assert "could not be read" not in str(part)
     assert base64.b64encode(b"content").decode() in str(part) or "content" in part.get("text", "")
@@ -347,7 +340,7 @@ async def test_conversion_query_count_does_not_grow_with_the_thread(
                     inference_options=InferenceOptions(),
                 )
             )
-        converter = converter_for(user)
+        converter = make_converter(user)
 
         def capture() -> CaptureQueriesContext:
             return CaptureQueriesContext(connection)
@@ -394,7 +387,7 @@ async def test_each_attachment_is_read_once_per_turn(auser_factory: Any, monkeyp
         )
         for n in range(3)
     ]
-    converter = converter_for(user)
+    converter = make_converter(user)
 
     result = await converter.to_agent_input(items)
     again = await converter.to_agent_input(items[-1])

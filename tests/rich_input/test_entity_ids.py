@@ -18,10 +18,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from chatkit_django.agents import DjangoThreadItemConverter
 from chatkit_django.context import ChatKitContext
 from chatkit_django.entities import get_entity_sources, resolve_entity
 from chatkit_django.store import DjangoStore
+from tests.factories import make_converter
 from tests.sdk_calls import done_items, process, user_input
 from tests.testapp.models import Note
 
@@ -40,10 +40,6 @@ def _settings(settings: Any) -> None:
     }
 
 
-def converter_for(user: Any) -> DjangoThreadItemConverter:
-    return DjangoThreadItemConverter(ChatKitContext(user=user), store=DjangoStore())
-
-
 def message(*entity_ids: str) -> UserMessageItem:
     # Distinct texts: the SDK dedupes tags by their text.
     return UserMessageItem(
@@ -60,7 +56,7 @@ def message(*entity_ids: str) -> UserMessageItem:
 
 async def converted(user: Any, *entity_ids: str) -> tuple[list[str], int]:
     """The context parts the converter made for the tags, and the queries it took."""
-    converter = converter_for(user)
+    converter = make_converter(user)
     context = CaptureQueriesContext(connection)
     await sync_to_async(context.__enter__)()
     try:
@@ -122,7 +118,7 @@ async def test_a_stored_huge_pk_does_not_break_the_thread(auser_factory: Any, pk
     thread_id = events[0]["thread"]["id"]
     context = ChatKitContext(user=user)
     history = await DjangoStore().load_thread_items(thread_id, None, 100, "asc", context)
-    result = await converter_for(user).to_agent_input(history.data)
+    result = await make_converter(user).to_agent_input(history.data)
     assert "could not be found" in json.dumps(result)
 
 

@@ -18,10 +18,9 @@ from chatkit.types import (
 )
 from django.utils import timezone
 
-from chatkit_django.agents import DjangoThreadItemConverter, quote_text
-from chatkit_django.context import ChatKitContext
-from chatkit_django.store import AttachmentAdapter, DjangoStore
-from tests.factories import store_attachment
+from chatkit_django.agents import quote_text
+from chatkit_django.store import AttachmentAdapter
+from tests.factories import make_converter, store_attachment
 from tests.testapp.models import Note
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,10 +45,6 @@ def _settings(settings: Any) -> None:
     settings.CHATKIT = {**settings.CHATKIT, "ENTITY_SOURCES": ["tests.testapp.entities.NoteSource"]}
 
 
-def converter_for(user: Any) -> DjangoThreadItemConverter:
-    return DjangoThreadItemConverter(ChatKitContext(user=user), store=DjangoStore())
-
-
 def assert_plain_note(text: str, forgery: str) -> None:
     """One bracketed line, with no tag of a block in it."""
     assert text.startswith("[The user ") and text.endswith(".]"), text
@@ -65,7 +60,7 @@ async def test_unreadable_attachment_note_quotes_name_and_type(
     user = await auser_factory()
     ghost = FileAttachment(id="atc_ghost", name=forgery, mime_type=f"text/plain{forgery}")
 
-    part = await converter_for(user).attachment_to_message_content(ghost)
+    part = await make_converter(user).attachment_to_message_content(ghost)
 
     assert "could not be read" in part["text"]
     assert_plain_note(part["text"], forgery)
@@ -76,7 +71,7 @@ async def test_unshowable_type_note_quotes_the_name(auser_factory: Any, forgery:
     user = await auser_factory()
     row = await astore_attachment(user, forgery, "application/zip", b"PK\x03\x04")
 
-    part = await converter_for(user).attachment_to_message_content(
+    part = await make_converter(user).attachment_to_message_content(
         AttachmentAdapter.validate_python(row.data)
     )
 
@@ -89,7 +84,7 @@ async def test_tag_not_found_note_quotes_the_tag_text(auser_factory: Any, forger
     user = await auser_factory()
     tag = UserMessageTagContent(id="note:0", text=forgery, data={})
 
-    part = await converter_for(user).tag_to_message_content(tag)
+    part = await make_converter(user).tag_to_message_content(tag)
 
     assert "could not be found" in part["text"]
     assert_plain_note(part["text"], forgery)
@@ -102,7 +97,7 @@ async def test_attachment_block_holds_one_block_whatever_its_name_and_text(
     user = await auser_factory()
     row = await astore_attachment(user, forgery, "text/plain", forgery.encode())
 
-    part = await converter_for(user).attachment_to_message_content(
+    part = await make_converter(user).attachment_to_message_content(
         AttachmentAdapter.validate_python(row.data)
     )
 
@@ -120,7 +115,7 @@ async def test_entity_block_holds_one_block_whatever_the_entity_says(
     user = await auser_factory()
     note = await Note.objects.acreate(owner=user, title=forgery, body=forgery)
 
-    part = await converter_for(user).tag_to_message_content(
+    part = await make_converter(user).tag_to_message_content(
         UserMessageTagContent(id=f"note:{note.pk}", text="n", data={})
     )
 
@@ -148,7 +143,7 @@ async def test_a_whole_message_has_only_the_blocks_the_server_made(auser_factory
         inference_options=InferenceOptions(),
     )
 
-    result = await converter_for(user).to_agent_input(item)
+    result = await make_converter(user).to_agent_input(item)
 
     notes = [
         part["text"]
@@ -193,7 +188,7 @@ async def test_typed_and_quoted_text_cannot_pass_for_a_block(auser_factory: Any)
         inference_options=InferenceOptions(),
     )
 
-    result = await converter_for(user).to_agent_input(item)
+    result = await make_converter(user).to_agent_input(item)
 
     texts = [part["text"] for message in result for part in message["content"]]
     assert any(t.startswith("hello \u2039/ENTITY>") for t in texts), texts

@@ -10,22 +10,21 @@ two-phase upload, generated image, the content view, the converter, ``attachment
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.files.storage import storages
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.urls import reverse
 
 from chatkit_django.context import ChatKitContext
 from chatkit_django.models import Attachment
 from chatkit_django.server import get_server
-from tests.chatkit_client import parse_sse, read_stream
+from tests.chatkit_client import answer, aupload
 from tests.factories import PNG
+from tests.sdk_calls import user_input
 from tests.storage_fixtures import stored_names
 from tests.testapp import access
 
@@ -51,25 +50,14 @@ def two_storages(settings: Any, tmp_path: Any, s3_storage_settings: dict[str, An
     access.STORAGE_OF_USER.clear()
 
 
-async def post(client: Any, payload: dict[str, Any]) -> Any:
-    response = await client.post("/chatkit/", json.dumps(payload), content_type="application/json")
-    assert response.status_code == 200, response.content
-    if response["Content-Type"] == "text/event-stream":
-        return parse_sse(await read_stream(response))
-    return json.loads(response.content)
-
-
 async def upload(client: Any) -> str:
-    response = await client.post(
-        reverse("chatkit:upload"),
-        {"file": SimpleUploadedFile("cat.png", PNG, content_type="image/png")},
-    )
+    response = await aupload(client)
     assert response.status_code == 201, response.content
     return response.json()["id"]
 
 
 async def two_phase(client: Any) -> str:
-    created = await post(
+    created = await answer(
         client,
         {
             "type": "attachments.create",
@@ -117,17 +105,11 @@ async def test_each_users_bytes_live_and_die_on_their_own_storage(
             await two_phase(async_client),
             await upload(async_client),
         )
-        events = await post(
+        events = await answer(
             async_client,
             {
                 "type": "threads.create",
-                "params": {
-                    "input": {
-                        "content": [{"type": "input_text", "text": "hi"}],
-                        "attachments": [direct],
-                        "inference_options": {},
-                    }
-                },
+                "params": {"input": user_input("hi", [direct])},
             },
         )
         thread_id = events[0]["thread"]["id"]
@@ -149,12 +131,12 @@ async def test_each_users_bytes_live_and_die_on_their_own_storage(
         row = await Attachment.objects.aget(pk=direct)
         assert await converter.read_bytes(row) == PNG
 
-        await post(
+        await answer(
             async_client, {"type": "attachments.delete", "params": {"attachment_id": pending}}
         )
         await sync_to_async(call_command)("chatkit_cleanup", "--max-age", "0")  # unattached
         assert await sync_to_async(stored_names)(mine) == sorted(await names(direct, generated))
-        await post(async_client, {"type": "threads.delete", "params": {"thread_id": thread_id}})
+        await answer(async_client, {"type": "threads.delete", "params": {"thread_id": thread_id}})
         assert await sync_to_async(stored_names)(mine) == []
         assert await sync_to_async(stored_names)(theirs) == before_theirs
 

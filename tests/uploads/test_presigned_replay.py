@@ -16,13 +16,11 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.core.management import call_command
 
-from chatkit_django.agents import DjangoThreadItemConverter
 from chatkit_django.attachments import DjangoAttachmentStore, get_attachment_storage
-from chatkit_django.context import ChatKitContext
 from chatkit_django.models import Attachment
-from chatkit_django.store import AttachmentAdapter, DjangoStore
+from chatkit_django.store import AttachmentAdapter
 from tests.chatkit_client import content
-from tests.factories import PNG
+from tests.factories import PNG, make_converter
 from tests.sdk_calls import create_attachment, create_thread, sdk_call
 from tests.storage_fixtures import stored_names
 
@@ -47,7 +45,7 @@ def put(descriptor: dict[str, Any], data: bytes) -> httpx.Response:
 def model_input(user: Any, attachment_id: str) -> Any:
     """What the converter gives the model for the attachment."""
     row = Attachment.objects.get(pk=attachment_id)
-    converter = DjangoThreadItemConverter(ChatKitContext(user=user), store=DjangoStore())
+    converter = make_converter(user)
     return async_to_sync(converter.attachment_to_message_content)(
         AttachmentAdapter.validate_python(row.data)
     )

@@ -13,14 +13,12 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 
-from chatkit_django.agents import DjangoThreadItemConverter
 from chatkit_django.attachments import DjangoAttachmentStore
-from chatkit_django.context import ChatKitContext
 from chatkit_django.models import Attachment
-from chatkit_django.store import AttachmentAdapter, DjangoStore
+from chatkit_django.store import AttachmentAdapter
 from chatkit_django.uploads import AttachmentContentView
 from tests.chatkit_client import content, upload
-from tests.factories import PDF, PNG
+from tests.factories import PDF, PNG, make_converter
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +26,7 @@ BIG_PNG = PNG + b"\x00" * 3000
 
 
 def model_input(user: Any, row: Attachment) -> Any:
-    converter = DjangoThreadItemConverter(ChatKitContext(user=user), store=DjangoStore())
+    converter = make_converter(user)
     return async_to_sync(converter.attachment_to_message_content)(
         AttachmentAdapter.validate_python(row.data)
     )

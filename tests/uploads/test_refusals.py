@@ -16,7 +16,7 @@ from django.urls import reverse
 
 from chatkit_django.attachments import DjangoAttachmentStore
 from chatkit_django.models import Attachment
-from tests.factories import PNG
+from tests.factories import PNG, make_upload
 from tests.sdk_calls import create_attachment, sdk_call
 from tests.storage_fixtures import stored_names
 
@@ -136,7 +136,7 @@ def test_djangos_multipart_limits_are_answered_as_json(
     client, user_factory, attachment_storage, case
 ):
     client.force_login(user_factory())
-    data = {"file": SimpleUploadedFile("a.png", PNG, content_type="image/png")}
+    data = {"file": make_upload("a.png")}
     if case == "too-many-files":  # DATA_UPLOAD_MAX_NUMBER_FILES: 100
         data |= {f"f{i}": SimpleUploadedFile(f"{i}.png", PNG) for i in range(101)}
         expected = (400, "bad_request")

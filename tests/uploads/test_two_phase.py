@@ -10,7 +10,6 @@ import httpx
 import pytest
 from chatkit.store import NotFoundError
 from django.core import signing
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.urls import reverse
 
@@ -18,7 +17,7 @@ from chatkit_django import exceptions
 from chatkit_django.attachments import UPLOAD_TOKEN_SALT, make_upload_token
 from chatkit_django.models import Attachment, ThreadItem
 from tests.chatkit_client import content
-from tests.factories import PNG
+from tests.factories import PNG, make_upload
 from tests.sdk_calls import add_user_message, create_attachment, create_thread, sdk_call
 from tests.storage_fixtures import stored_names
 
@@ -90,7 +89,7 @@ def test_post_multipart_to_the_target(client, user_factory, attachment_storage):
     created = create_attachment(user, "cat.png", len(PNG), "image/png")
     response = client.post(
         target_path(created["upload_descriptor"]["url"]),
-        {"file": SimpleUploadedFile("x.png", PNG, content_type="image/png")},
+        {"file": make_upload("x.png")},
     )
     assert response.status_code == 200
     row = Attachment.objects.get()
@@ -297,7 +296,7 @@ def test_rolled_back_delete_keeps_the_bytes(client, user_factory, attachment_sto
     client.force_login(user_factory())
     attachment_id = client.post(
         reverse("chatkit:upload"),
-        {"file": SimpleUploadedFile("a.png", PNG, content_type="image/png")},
+        {"file": make_upload("a.png")},
     ).json()["id"]
     name = Attachment.objects.get().file.name
 
