@@ -129,7 +129,7 @@ class ChatKitSettings:
     """Lazy, cached view of ``settings.CHATKIT`` merged over ``DEFAULTS``."""
 
     # The type of each key, for the type checker only: these annotations make no class
-    # attributes, so every read still goes through ``__getattr__`` (tests/test_conf.py keeps
+    # attributes, so every read still goes through ``__getattr__`` (tests/package/test_conf.py keeps
     # them in step with DEFAULTS). Dotted paths are typed as what they import.
     SERVER_CLASS: Callable[[], ChatKitServer[Any]] | None  # a class built without arguments
     STORE_CLASS: type[Store[Any]]

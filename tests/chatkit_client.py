@@ -6,6 +6,7 @@ import base64
 import json
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from chatkit.types import (
@@ -17,9 +18,12 @@ from chatkit.types import (
     UserMessageInput,
     UserMessageTextContent,
 )
+from django.template import Context, Template
+from django.test import RequestFactory
 from django.urls import reverse
 from pydantic import BaseModel
 
+from chatkit_django.models import Attachment
 from tests.factories import PNG, make_upload
 
 ENDPOINT = "/chatkit/"
@@ -122,3 +126,27 @@ def config_of(html: str, element_id: str = "chatkit") -> dict:
     )
     assert match, html
     return json.loads(match.group(1))
+
+
+def stored(client: Any, user: Any, data: bytes, name: str, mime: str) -> Attachment:
+    """An attachment uploaded under the default limit."""
+    client.force_login(user)
+    response = upload(client, name=name, data=data, content_type=mime)
+    assert response.status_code == 201
+    return Attachment.objects.get(pk=response.json()["id"])
+
+
+def target_path(descriptor_url: str) -> str:
+    """The descriptor's absolute URL as a path for Django's test client."""
+    parts = urlsplit(descriptor_url)
+    assert parts.scheme == "http" and parts.netloc == "testserver"
+    return f"{parts.path}?{parts.query}"
+
+
+def put(client, url, data=PNG, content_type="image/png"):
+    return client.put(target_path(url), data, content_type=content_type)
+
+
+def render(source: str, **context) -> str:
+    request = context.pop("request", None) or RequestFactory().get("/")
+    return Template("{% load chatkit %}" + source).render(Context({"request": request, **context}))

@@ -68,3 +68,12 @@ def run_in_parallel(job: Callable[[int], Coroutine[Any, Any, Any]], n: int = WOR
 
     with ThreadPoolExecutor(max_workers=n) as pool:
         return [f.result() for f in [pool.submit(work, i) for i in range(n)]]
+
+
+def assert_index_walk(text: str, index: str) -> None:
+    assert index in text, text
+    if connection.vendor == "sqlite":
+        assert "TEMP B-TREE" not in text, text  # SQLite's sort step
+    else:
+        assert "Sort" not in text, text
+        assert "Seq Scan" not in text, text

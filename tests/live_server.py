@@ -21,7 +21,6 @@ from django.db import connection
 
 from tests import ROOT
 
-
 #: The process behind each base URL ``serving`` yields, while it runs (for its pid).
 PROCESSES: dict[str, subprocess.Popen[bytes]] = {}
 

@@ -16,7 +16,10 @@ from chatkit.server import NonStreamingResult
 from django.test import RequestFactory
 
 from chatkit_django.context import ChatKitContext
+from chatkit_django.models import Attachment
 from chatkit_django.server import get_server
+from chatkit_django.store import AttachmentAdapter
+from tests.factories import make_converter
 
 
 async def process(payload: dict[str, Any], user: Any) -> Any:
@@ -95,4 +98,11 @@ def add_user_message(
             "type": "threads.add_user_message",
             "params": {"thread_id": thread_id, "input": user_input(text, attachments)},
         },
+    )
+
+
+def model_input(user: Any, row: Attachment) -> Any:
+    converter = make_converter(user)
+    return async_to_sync(converter.attachment_to_message_content)(
+        AttachmentAdapter.validate_python(row.data)
     )

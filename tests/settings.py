@@ -53,13 +53,13 @@ if os.environ.get("CHATKIT_TEST_DB") == "postgres":
             "USER": os.environ.get("PGUSER", "postgres"),
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),
             "PORT": os.environ.get("PGPORT", "5432"),
-            # A live server process can be given psycopg's pool (tests/test_live_threads.py).
+            # A live server process can be given psycopg's pool (tests/live/test_threads.py).
             "OPTIONS": {"pool": json.loads(os.environ["CHATKIT_TEST_POOL"])}
             if os.environ.get("CHATKIT_TEST_POOL")
             else {},
         }
     }
-    # A live server process can be given Django's psycopg pool (tests/test_live_db_restart.py).
+    # A live server process can be given Django's psycopg pool (tests/live/test_db_restart.py).
     if os.environ.get("CHATKIT_TEST_PG_POOL"):
         DATABASES["default"]["OPTIONS"] = {"pool": json.loads(os.environ["CHATKIT_TEST_PG_POOL"])}
 else:
@@ -92,7 +92,7 @@ CHATKIT = {
     ),
     "REQUEST_THREADS": int(os.environ.get("CHATKIT_TEST_REQUEST_THREADS", "8")),
 }
-# A live server process can be given more CHATKIT keys (tests/test_live_background.py).
+# A live server process can be given more CHATKIT keys (tests/live/test_background.py).
 if os.environ.get("CHATKIT_TEST_SETTINGS"):
     CHATKIT.update(json.loads(os.environ["CHATKIT_TEST_SETTINGS"]))
 # A live server process can be given a throttle cache and rates (tests/live/test_throttling.py).

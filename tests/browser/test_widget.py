@@ -20,27 +20,19 @@ import pytest
 from chatkit.types import ItemsListParams, ItemsListReq, ThreadListParams, ThreadsListReq
 
 from tests import ROOT
-from tests.browser.chromium import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.browser.chromium import (
+    ARTIFACTS,
+    CHATKIT_JS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    POST_THROUGH_API_FETCH,
+    STAND_IN,
+)
 from tests.chatkit_client import body, create_req, parse_sse
 
 pytestmark = pytest.mark.browser
 
-CHATKIT_JS = "https://cdn.platform.openai.com/deployments/chatkit/chatkit.js"
-STAND_IN = """
-customElements.define("openai-chatkit", class extends HTMLElement {
-  setOptions(options) { window.chatkitOptions = options; }
-});
-"""
 
-# The requests, made as ChatKit.js makes them: through the options it was given.
-POST_THROUGH_API_FETCH = """async ([payload]) => {
-  const api = window.chatkitOptions.api;
-  const response = await api.fetch(api.url, {
-    method: "POST", headers: {"Content-Type": "application/json"}, body: payload,
-  });
-  return {status: response.status, type: response.headers.get("Content-Type"),
-          text: await response.text()};
-}"""
 POST_WITHOUT_TOKEN = """async ([payload]) => {
   const response = await fetch(window.chatkitOptions.api.url, {
     method: "POST", headers: {"Content-Type": "application/json"}, body: payload,

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import pytest
 from django.template import Context, Template, TemplateSyntaxError
-from django.test import RequestFactory, override_settings
+from django.test import override_settings
 from django.urls import path
 
 from chatkit_django.views import ChatKitView
-from tests.chatkit_client import config_of
-
-
-def render(source: str, **context) -> str:
-    request = context.pop("request", None) or RequestFactory().get("/")
-    return Template("{% load chatkit %}" + source).render(Context({"request": request, **context}))
+from tests.chatkit_client import config_of, render
 
 
 def test_defaults_point_at_the_endpoint_and_upload_route():

@@ -21,6 +21,7 @@ from chatkit_django._internal.ordering import ROW_ORDER, keyset_page, next_seq
 from chatkit_django.store import DjangoStore
 
 pytestmark = pytest.mark.django_db
+from tests.db import assert_index_walk
 
 
 @pytest.fixture
@@ -89,12 +90,3 @@ def test_threads_page_walks_the_owner_index(rows: dict[str, Any], order: str, af
     assert_index_walk(text, "chatkit_thread_owner_order")
     # Whether a thread has items is answered by the items' index, not a scan.
     assert "chatkit_item_thread_order" in text, text
-
-
-def assert_index_walk(text: str, index: str) -> None:
-    assert index in text, text
-    if connection.vendor == "sqlite":
-        assert "TEMP B-TREE" not in text, text  # SQLite's sort step
-    else:
-        assert "Sort" not in text, text
-        assert "Seq Scan" not in text, text

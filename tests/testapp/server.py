@@ -15,6 +15,7 @@ from chatkit.types import (
     ProgressUpdateEvent,
     SyncCustomActionResponse,
     ThreadItemAddedEvent,
+    ThreadItemDoneEvent,
     ThreadMetadata,
     ThreadsAddUserMessageReq,
     ThreadStreamEvent,

@@ -11,33 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
 
 from chatkit_django.attachments import DjangoAttachmentStore
-from chatkit_django.models import Attachment
-from chatkit_django.store import AttachmentAdapter
 from chatkit_django.uploads import AttachmentContentView
-from tests.chatkit_client import content, upload
-from tests.factories import PDF, PNG, make_converter
+from tests.chatkit_client import content, stored
+from tests.factories import PDF, PNG
+from tests.sdk_calls import model_input
 
 pytestmark = pytest.mark.django_db
 
 BIG_PNG = PNG + b"\x00" * 3000
-
-
-def model_input(user: Any, row: Attachment) -> Any:
-    converter = make_converter(user)
-    return async_to_sync(converter.attachment_to_message_content)(
-        AttachmentAdapter.validate_python(row.data)
-    )
-
-
-def stored(client: Any, user: Any, data: bytes, name: str, mime: str) -> Attachment:
-    """An attachment uploaded under the default limit."""
-    client.force_login(user)
-    response = upload(client, name=name, data=data, content_type=mime)
-    assert response.status_code == 201
-    return Attachment.objects.get(pk=response.json()["id"])
 
 
 def lower_limit(settings: Any, limit: int) -> None:

@@ -16,23 +16,12 @@ from django.urls import reverse
 from chatkit_django import exceptions
 from chatkit_django.attachments import UPLOAD_TOKEN_SALT, make_upload_token
 from chatkit_django.models import Attachment, ThreadItem
-from tests.chatkit_client import content
+from tests.chatkit_client import content, put, target_path
 from tests.factories import PNG, make_upload
 from tests.sdk_calls import add_user_message, create_attachment, create_thread, sdk_call
 from tests.storage_fixtures import stored_names
 
 pytestmark = pytest.mark.django_db
-
-
-def target_path(descriptor_url: str) -> str:
-    """The descriptor's absolute URL as a path for Django's test client."""
-    parts = urlsplit(descriptor_url)
-    assert parts.scheme == "http" and parts.netloc == "testserver"
-    return f"{parts.path}?{parts.query}"
-
-
-def put(client, url, data=PNG, content_type="image/png"):
-    return client.put(target_path(url), data, content_type=content_type)
 
 
 def test_full_two_phase_flow(

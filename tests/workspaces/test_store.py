@@ -1,7 +1,7 @@
 """Scopes cost nothing extra: the same queries, an index walk, and the tools around them.
 
 The scoped ``threads.list`` walks ``chatkit_thread_scope_order`` without a sort (read from
-the database's own plan, as ``tests/test_store_plans.py`` does); every store call makes as
+the database's own plan, as ``tests/store/test_plans.py`` does); every store call makes as
 many queries in a scope as unscoped. The admin filters by scope, ``chatkit_export_user``
 exports one scope, and the widget and the example project pass the scope along.
 """
@@ -26,10 +26,9 @@ from chatkit_django._internal.ordering import ROW_ORDER, keyset_page, next_seq
 from chatkit_django.attachments import DjangoAttachmentStore
 from chatkit_django.context import SCOPE_HEADER, ChatKitContext
 from chatkit_django.store import DjangoStore
-from tests.conftest import make_thread, make_user_message
-from tests.test_store_plans import assert_index_walk
-from tests.test_store_queries import capture_queries
-from tests.test_widget import config_of, render
+from tests.chatkit_client import config_of, render
+from tests.db import assert_index_walk, capture_queries
+from tests.factories import make_thread, make_user_message
 
 T0 = datetime(2026, 5, 1, 12, 0, 0)
 

@@ -40,9 +40,8 @@ from chatkit_django.models import Attachment, Feedback, Thread, ThreadItem
 from chatkit_django.store import DjangoStore
 from example_project.demo.server import DemoServer
 from tests.chatkit_client import parse_sse, read_stream
-from tests.conftest import make_thread, make_user_message
+from tests.factories import PNG, make_thread, make_user_message
 from tests.sdk_items import widget
-from tests.test_uploads_direct import PNG
 from tests.testapp import workspaces
 
 pytestmark = pytest.mark.django_db(transaction=True)

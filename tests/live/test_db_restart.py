@@ -30,10 +30,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import ROOT
 from tests.chatkit_client import ENDPOINT, body, create_req, parse_sse
-from tests.live_server import ROOT, run_live_server
+from tests.live_server import read_until, run_live_server
 from tests.pgcluster import PgCluster
-from tests.test_live_endpoint import read_until
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres]
 

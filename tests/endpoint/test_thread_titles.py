@@ -62,11 +62,17 @@ class FailingServer(TitledServer):
 def server(settings: Any) -> None:
     calls.clear()
     script.clear()
-    settings.CHATKIT = {**settings.CHATKIT, "SERVER_CLASS": "tests.test_thread_titles.TitledServer"}
+    settings.CHATKIT = {
+        **settings.CHATKIT,
+        "SERVER_CLASS": "tests.endpoint.test_thread_titles.TitledServer",
+    }
 
 
 def use(settings: Any, name: str) -> None:
-    settings.CHATKIT = {**settings.CHATKIT, "SERVER_CLASS": f"tests.test_thread_titles.{name}"}
+    settings.CHATKIT = {
+        **settings.CHATKIT,
+        "SERVER_CLASS": f"tests.endpoint.test_thread_titles.{name}",
+    }
 
 
 def answers(events: list[dict[str, Any]]) -> list[str]:

@@ -20,8 +20,9 @@ import psycopg
 import pytest
 
 from chatkit_django.models import ThreadItem
+from tests import ROOT
 from tests.chatkit_client import ENDPOINT, body, create_req, parse_sse
-from tests.live_server import PROCESSES, ROOT, run_live_server
+from tests.live_server import PROCESSES, run_live_server
 
 pytestmark = pytest.mark.live
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,11 +25,11 @@ from chatkit_django.upload_limits import (
     max_upload_bytes,
 )
 from chatkit_django.uploads import UploadTargetView
-from tests.sdk_calls import create_attachment, create_thread
+from tests import ROOT
+from tests.chatkit_client import content, put, stored, target_path, upload
+from tests.factories import PDF, PNG
+from tests.sdk_calls import create_attachment, create_thread, model_input
 from tests.storage_fixtures import stored_names
-from tests.test_read_cap import model_input, stored
-from tests.test_uploads_direct import PDF, PNG, content, upload
-from tests.test_uploads_two_phase import put, target_path
 
 pytestmark = pytest.mark.django_db
 
@@ -235,7 +234,7 @@ def test_the_guides_per_type_example_passes_the_checks_and_means_what_it_says(se
     from chatkit_django import checks as chatkit_checks
     from chatkit_django.upload_limits import upload_too_large
 
-    guide = (Path(__file__).resolve().parent.parent / "docs/guides/attachments.md").read_text()
+    guide = (ROOT / "docs/guides/attachments.md").read_text()
     block = re.search(
         r"```python\n(# settings.py: per-type upload limits\n.*?)```", guide, re.DOTALL
     ).group(1)

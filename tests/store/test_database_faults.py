@@ -5,7 +5,7 @@ database that cannot be opened (SQLite: a file in a missing directory; PostgreSQ
 port) and the open connections are closed, so the next query fails in the driver. A dead
 connection is made by terminating its backend from another connection
 (``pg_terminate_backend``), as a restart does (PostgreSQL only).
-The whole restart, under load, is ``tests/test_live_db_restart.py``.
+The whole restart, under load, is ``tests/live/test_db_restart.py``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from chatkit_django.reconnect import is_dead_connection_error
 from chatkit_django.store import DjangoStore
 from chatkit_django.streaming import sse_events
 from tests.chatkit_client import ENDPOINT, parse_sse, post
-from tests.conftest import make_assistant_message, make_context, make_thread
+from tests.factories import make_assistant_message, make_context, make_thread
 from tests.live_server import free_port
 
 LIST = json.dumps({"type": "threads.list", "params": {}})

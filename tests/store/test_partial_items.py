@@ -15,8 +15,8 @@ import pytest
 from chatkit_django.context import ChatKitContext
 from chatkit_django.models import ThreadItem
 from chatkit_django.store import PARTIAL_KEY, DjangoStore
-from tests.conftest import make_assistant_message, make_thread
-from tests.test_store_queries import assert_queries
+from tests.db import assert_queries
+from tests.factories import make_assistant_message, make_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,9 +12,14 @@ import json
 import pytest
 from chatkit.types import ThreadListParams, ThreadsListReq
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.chromium import (
+    CHATKIT_JS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    POST_THROUGH_API_FETCH,
+    STAND_IN,
+)
 from tests.chatkit_client import body, create_req, parse_sse
-from tests.test_widget_browser import CHATKIT_JS, POST_THROUGH_API_FETCH, STAND_IN
 
 pytestmark = pytest.mark.browser
 

@@ -26,9 +26,9 @@ from django.db import connection
 
 from chatkit_django.models import ThreadItem
 from chatkit_django.store import PARTIAL_KEY
+from tests import ROOT
 from tests.chatkit_client import ENDPOINT, add_message_req, body, create_req, parse_sse
-from tests.live_server import ROOT, free_port
-from tests.test_live_endpoint import APPS, read_until, wait_for
+from tests.live_server import APPS, free_port, read_until, wait_for
 
 pytestmark = pytest.mark.live
 
