@@ -21,7 +21,7 @@ Load:
   event, right after ``thread.created``, mid-answer);
 - ``--streams`` extra ``threads.create`` streams arriving evenly over ``--arrival`` seconds
   (1,000 over 10 s: the open-streams test), round-robin over the workers;
-- ``--restart-db``: the database runs on a private cluster (``benchmarks/pgcluster.py``),
+- ``--restart-db``: the database runs on a private cluster (``tests/pgcluster.py``),
   restarted (``pg_ctl restart -m fast``) halfway through. Without it, the machine's
   PostgreSQL serves a database of our own, unless ``--private-db``.
 
@@ -72,7 +72,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.pgcluster import PrivateCluster
+from tests.pgcluster import PgCluster
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 16
 CSRF = "s" * 32
@@ -849,7 +849,7 @@ async def drive(
     bases: list[str],
     users: list[UserState],
     sampler: Sampler,
-    cluster: PrivateCluster | None,
+    cluster: PgCluster | None,
 ) -> Harness:
     harness = Harness(args, bases, users)
     await harness.warm_up(users[-1])
@@ -949,7 +949,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     prefix = f"chatkit-scale-{uuid.uuid4().hex[:8]}"
     try:
         if args.restart_db or args.private_db:
-            cluster = PrivateCluster(max_connections=args.pool_max * args.workers + 50).start()
+            connections = str(args.pool_max * args.workers + 50)
+            cluster = PgCluster(settings={"max_connections": connections}).start()
             pg = cluster.dsn
         else:
             pg = {"HOST": "127.0.0.1", "PORT": "5432", "USER": "postgres"}
@@ -1052,7 +1053,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with contextlib.suppress(Exception):
             close_django()
         if cluster is not None:
-            cluster.stop()
+            cluster.remove()
         else:
             with contextlib.suppress(Exception):
                 import psycopg

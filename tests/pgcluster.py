@@ -130,8 +130,8 @@ class PgCluster:
 
     @property
     def dsn(self) -> dict[str, str]:
-        """Connection settings as Django's ``DATABASES`` keys take them (the interface of
-        ``benchmarks/pgcluster.py``'s ``PrivateCluster``, so either can stand in for the other)."""
+        """Connection settings as Django's ``DATABASES`` keys take them (what
+        ``benchmarks/scale.py`` uses)."""
         return {"HOST": self.host, "PORT": str(self.port), "USER": self.user}
 
     def conninfo(self, dbname: str = "postgres") -> str:
