@@ -8,9 +8,8 @@ import os
 from benchmarks.endpoint_settings import *
 
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
-# The endpoint reads the session itself, but the upload views authenticate through DRF's
-# SessionAuthentication, which takes the user from AuthenticationMiddleware: a project
-# serving uploads keeps these two (CSRF is enforced by the views themselves).
+# A typical project's session middleware (the endpoint and the upload views also work
+# without it: they read the session cookie themselves).
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

@@ -50,7 +50,7 @@ from chatkit_django.attachments import (
     preview_signature_valid,
     read_upload_token,
 )
-from chatkit_django.authentication import get_authenticators
+from chatkit_django.authentication import find_session_user, get_authenticators
 from chatkit_django.conf import chatkit_settings
 from chatkit_django.context import make_context
 from chatkit_django.models import Attachment
@@ -71,7 +71,25 @@ from chatkit_django.upload_limits import (
 logger = logging.getLogger(__name__)
 
 
-class TokenOnlySessionAuthentication(SessionAuthentication):
+class ChatKitSessionAuthentication(SessionAuthentication):
+    """DRF's session authentication, also without ``AuthenticationMiddleware``.
+
+    DRF reads the user ``AuthenticationMiddleware`` put on the request; a project that keeps
+    sync middleware off its ChatKit workers (Deploy streaming) has none, so the user is found
+    the way the endpoint finds it (``authentication.find_session_user``). CSRF as DRF's.
+    """
+
+    def authenticate(self, request: Request) -> tuple[Any, None] | None:
+        user = getattr(django_request(request), "user", None)
+        if user is None:
+            user = find_session_user(django_request(request))
+        if not user or not user.is_active:
+            return None
+        self.enforce_csrf(request)
+        return (user, None)
+
+
+class TokenOnlySessionAuthentication(ChatKitSessionAuthentication):
     """Session authentication without DRF's CSRF check, for the two-phase upload target.
 
     The URL's signed single-use token is unguessable and bound to the attachment and its
@@ -87,7 +105,7 @@ class AttachmentAPIView(APIView):
 
     renderer_classes = [JSONRenderer]
     throttle_classes = [ChatKitThrottle]  # scope: throttle_scope, else "other"
-    session_authentication_class: type[SessionAuthentication] = SessionAuthentication
+    session_authentication_class: type[SessionAuthentication] = ChatKitSessionAuthentication
 
     def get_authenticators(self) -> list[Any]:
         # The endpoint's authenticators (chatkit_django.authentication), then DRF's session.

@@ -6,6 +6,8 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.conf import settings
+from django.test import Client, override_settings
 from django.urls import reverse
 
 from chatkit_django.models import Attachment
@@ -168,6 +170,24 @@ def test_session_upload_needs_csrf(user_factory, attachment_storage):
     response = upload(client)
     assert response.status_code == 403
     assert not Attachment.objects.exists()
+
+
+@override_settings(MIDDLEWARE=[])
+def test_session_uploads_work_without_middleware(user_factory, attachment_storage):
+    """The deploy guide lets ChatKit workers run without sync middleware: the upload views
+    find the session user the way the endpoint does, and still ask for the CSRF token."""
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user_factory())
+
+    assert upload(client).status_code == 403  # no CSRF token
+    assert not Attachment.objects.exists()
+
+    token = "t" * 32
+    client.cookies[settings.CSRF_COOKIE_NAME] = token
+    response = upload(client, HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 201, response.content
+    code, data, _ = content(client, response.json()["id"])
+    assert (code, data) == (200, PNG)
 
 
 def test_storage_failure_mid_upload_leaves_no_row_and_no_bytes(
