@@ -48,7 +48,7 @@ test: lint test-sqlite test-postgres
 LOWEST := .venv-lowest
 NEWEST := .venv-newest
 UV := UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv
-DIRECT := openai-chatkit|openai-agents|openai|django|djangorestframework|django-storages|channels|daphne|markdown|nh3|psycopg|boto3|channels-redis
+DIRECT := openai-chatkit|openai-agents|openai|django|djangorestframework|django-storages|channels|daphne|markdown|nh3|typing-extensions|psycopg|boto3|channels-redis
 
 test-lowest: $(STAMP)
 	rm -rf $(LOWEST)

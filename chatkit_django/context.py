@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
+from typing_extensions import TypeVar
 
 from chatkit_django.conf import chatkit_settings
 
@@ -40,6 +41,12 @@ class ChatKitContext:
     request: HttpRequest | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     scope: str | None = None
+
+
+#: The context type of ``DjangoStore``, ``DjangoAttachmentStore`` and ``DjangoChatKitServer``:
+#: ``ChatKitContext`` unless a project subclasses them for a context subclass of its own
+#: (``class MyStore(DjangoStore[MyContext])``), whose overrides then see ``MyContext``.
+TContext = TypeVar("TContext", bound=ChatKitContext, default=ChatKitContext)
 
 
 async def make_context(request: HttpRequest) -> ChatKitContext:

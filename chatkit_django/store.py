@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from chatkit.store import NotFoundError, Store, StoreItemType
@@ -47,11 +47,14 @@ from chatkit_django.attachments import (
     insert_attachment,
     present_attachment,
 )
-from chatkit_django.context import ChatKitContext, UserLike
+from chatkit_django.context import TContext, UserLike
 from chatkit_django.deletion import delete_items, send_thread_deleted_on_commit
 from chatkit_django.exceptions import InvalidCursor, InvalidScope
 from chatkit_django.ids import generate_id
 from chatkit_django.reconnect import retry_on_dead_connection
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +92,7 @@ def item_preview(item: ThreadItem) -> str:
     return ""
 
 
-class DjangoStore(Store[ChatKitContext]):
+class DjangoStore(Store[TContext]):
     """Threads and items in ``chatkit_django.Thread``/``ThreadItem``, attachments' metadata in
     ``Attachment``.
 
@@ -111,21 +114,21 @@ class DjangoStore(Store[ChatKitContext]):
 
     # -- identity and access -------------------------------------------------
 
-    def get_user(self, context: ChatKitContext) -> Any:
+    def get_user(self, context: TContext) -> UserLike | None:
         """The user acting in ``context``. Override for a context type of your own."""
         return context.user
 
-    def get_request(self, context: ChatKitContext) -> HttpRequest | None:
+    def get_request(self, context: TContext) -> HttpRequest | None:
         """The request of ``context``, ``None`` outside one. Override with ``get_user``."""
         return getattr(context, "request", None)
 
-    def _user(self, context: ChatKitContext) -> Any:
+    def _user(self, context: TContext) -> AbstractBaseUser | None:
         user = self.get_user(context)
         if user is None or not user.is_authenticated:
             return None
         return user
 
-    def _writer(self, context: ChatKitContext) -> Any:
+    def _writer(self, context: TContext) -> AbstractBaseUser:
         user = self._user(context)
         if user is None:
             raise PermissionDenied("An authenticated user is required to write ChatKit data.")
@@ -133,7 +136,7 @@ class DjangoStore(Store[ChatKitContext]):
 
     # -- scope ---------------------------------------------------------------
 
-    def get_scope(self, context: ChatKitContext) -> str | None:
+    def get_scope(self, context: TContext) -> str | None:
         """The scope of ``context``: a workspace, an agent, a tenant; ``None`` for none.
 
         A request in a scope sees only the threads and attachments of that scope, and what
@@ -145,7 +148,7 @@ class DjangoStore(Store[ChatKitContext]):
         """
         return getattr(context, "scope", None)
 
-    def scope_of(self, context: ChatKitContext) -> str | None:
+    def scope_of(self, context: TContext) -> str | None:
         """``get_scope(context)``, checked; ``InvalidScope`` (400) for a value no row can hold.
 
         A scope often comes from the client (a header, a query parameter): a NUL, a value
@@ -164,13 +167,13 @@ class DjangoStore(Store[ChatKitContext]):
             )
         return scope
 
-    def scope_lookup(self, context: ChatKitContext, prefix: str = "") -> dict[str, str]:
+    def scope_lookup(self, context: TContext, prefix: str = "") -> dict[str, str]:
         """Filter arguments that keep a query in the scope of ``context`` (none if unscoped)."""
         scope = self.scope_of(context)
         return {} if scope is None else {f"{prefix}scope": scope}
 
     def in_scope(
-        self, obj: chatkit_models.Thread | chatkit_models.Attachment, context: ChatKitContext
+        self, obj: chatkit_models.Thread | chatkit_models.Attachment, context: TContext
     ) -> bool:
         """Whether a thread or attachment row (with its ``scope`` loaded) is in ``context``'s."""
         scope = self.scope_of(context)
@@ -178,7 +181,7 @@ class DjangoStore(Store[ChatKitContext]):
 
     # -- access ----------------------------------------------------------------
 
-    async def has_access(self, user: Any, obj: models.Model, action: str) -> bool:
+    async def has_access(self, user: AbstractBaseUser, obj: models.Model, action: str) -> bool:
         """Whether ``user`` may ``action`` ("view", "change", "delete") ``obj``.
 
         The one access rule for threads, items (through their thread), attachments and
@@ -195,7 +198,7 @@ class DjangoStore(Store[ChatKitContext]):
         return await _has_perm(user, perm, obj)
 
     async def _accessible_thread(
-        self, thread_id: str, context: ChatKitContext, action: str, *fields: str
+        self, thread_id: str, context: TContext, action: str, *fields: str
     ) -> chatkit_models.Thread:
         user = self._user(context)
         if user is not None and not names_nothing(thread_id):
@@ -208,7 +211,7 @@ class DjangoStore(Store[ChatKitContext]):
                 return row
         raise NotFoundError(f"Thread {thread_id} not found")
 
-    async def _touch_thread(self, thread_id: str, context: ChatKitContext) -> None:
+    async def _touch_thread(self, thread_id: str, context: TContext) -> None:
         """Check change access to a thread and record activity on it.
 
         The owner's case is one UPDATE; only someone else's thread needs a permission check.
@@ -217,7 +220,7 @@ class DjangoStore(Store[ChatKitContext]):
         now = timezone.now()
         if user is not None and not names_nothing(thread_id):
             updated = await self.thread_model.objects.filter(
-                pk=thread_id, owner=user, **self.scope_lookup(context)
+                pk=thread_id, owner_id=user.pk, **self.scope_lookup(context)
             ).aupdate(updated_at=now)
             if updated:
                 return
@@ -226,11 +229,11 @@ class DjangoStore(Store[ChatKitContext]):
 
     # -- ids -----------------------------------------------------------------
 
-    def generate_thread_id(self, context: ChatKitContext) -> str:
+    def generate_thread_id(self, context: TContext) -> str:
         return generate_id("thread")
 
     def generate_item_id(
-        self, item_type: StoreItemType, thread: ThreadMetadata, context: ChatKitContext
+        self, item_type: StoreItemType, thread: ThreadMetadata, context: TContext
     ) -> str:
         return generate_id(item_type)
 
@@ -245,12 +248,12 @@ class DjangoStore(Store[ChatKitContext]):
             "data": dump(thread, exclude={"items"}),
         }
 
-    async def load_thread(self, thread_id: str, context: ChatKitContext) -> ThreadMetadata:
+    async def load_thread(self, thread_id: str, context: TContext) -> ThreadMetadata:
         row = await self._accessible_thread(thread_id, context, "view", "data")
         return ThreadMetadata.model_validate(row.data)
 
     async def load_thread_for(
-        self, thread_id: str, action: str, context: ChatKitContext
+        self, thread_id: str, action: str, context: TContext
     ) -> ThreadMetadata:
         """The thread, if the acting user may ``action`` it ("view", "change", "delete").
 
@@ -262,7 +265,7 @@ class DjangoStore(Store[ChatKitContext]):
         return ThreadMetadata.model_validate(row.data)
 
     @retry_on_dead_connection
-    async def save_thread(self, thread: ThreadMetadata, context: ChatKitContext) -> None:
+    async def save_thread(self, thread: ThreadMetadata, context: TContext) -> None:
         """Upsert; a new thread is put in the scope of ``context``, and stays there."""
         user = self._writer(context)
         scope = self.scope_of(context)
@@ -270,7 +273,7 @@ class DjangoStore(Store[ChatKitContext]):
         fields = self.thread_fields(thread)
         fields["updated_at"] = timezone.now()
         threads = self.thread_model.objects
-        if await threads.filter(pk=thread.id, owner=user, **self.scope_lookup(context)).aupdate(
+        if await threads.filter(pk=thread.id, owner_id=user.pk, **self.scope_lookup(context)).aupdate(
             **fields
         ):
             return
@@ -289,7 +292,7 @@ class DjangoStore(Store[ChatKitContext]):
             await threads.filter(pk=thread.id).aupdate(**fields)
 
     def listed_threads(
-        self, user: Any, scope: str | None = None
+        self, user: AbstractBaseUser, scope: str | None = None
     ) -> models.QuerySet[chatkit_models.Thread]:
         """The threads ``threads.list`` shows ``user``: their own in ``scope`` (every scope
         for ``None``), once they hold an item.
@@ -300,11 +303,11 @@ class DjangoStore(Store[ChatKitContext]):
         not listed. The test is a semi-join on the items' thread index, in the same query.
         """
         items = self.item_model.objects.filter(thread_id=models.OuterRef("pk"))
-        threads = self.thread_model.objects.filter(models.Exists(items), owner=user)
+        threads = self.thread_model.objects.filter(models.Exists(items), owner_id=user.pk)
         return threads if scope is None else threads.filter(scope=scope)
 
     async def load_threads(
-        self, limit: int, after: str | None, order: str, context: ChatKitContext
+        self, limit: int, after: str | None, order: str, context: TContext
     ) -> Page[ThreadMetadata]:
         """The acting user's own threads with items, in the scope of ``context``
         (``listed_threads``); others' threads, even visible ones, are not listed."""
@@ -313,7 +316,7 @@ class DjangoStore(Store[ChatKitContext]):
         if user is None:
             return Page(data=[], has_more=False, after=None)
         position = await self._cursor_position(
-            "threads", self.thread_model, after, owner=user, **self.scope_lookup(context)
+            "threads", self.thread_model, after, owner_id=user.pk, **self.scope_lookup(context)
         )
         rows = keyset_page(
             self.listed_threads(user, scope), after=position, order=order
@@ -323,12 +326,12 @@ class DjangoStore(Store[ChatKitContext]):
         )
 
     @retry_on_dead_connection
-    async def delete_thread(self, thread_id: str, context: ChatKitContext) -> None:
+    async def delete_thread(self, thread_id: str, context: TContext) -> None:
         row = await self._accessible_thread(thread_id, context, "delete")
         await self._delete_thread_rows(row.pk, self._user(context))
 
     @sync_to_async
-    def _delete_thread_rows(self, thread_id: str, user: Any) -> None:
+    def _delete_thread_rows(self, thread_id: str, user: AbstractBaseUser | None) -> None:
         """Delete a thread, its items and what hangs off them, in a constant number of queries.
 
         Items go with one plain DELETE (``deletion.delete_items``); attachments still go
@@ -374,7 +377,7 @@ class DjangoStore(Store[ChatKitContext]):
 
     # -- items ---------------------------------------------------------------
 
-    def item_author(self, item: ThreadItem, context: ChatKitContext) -> Any:
+    def item_author(self, item: ThreadItem, context: TContext) -> AbstractBaseUser | None:
         """Who is recorded as the author of a new item: the acting user, for user messages.
 
         Set once, when the item is inserted; later saves keep it.
@@ -394,7 +397,7 @@ class DjangoStore(Store[ChatKitContext]):
         after: str | None,
         limit: int,
         order: str,
-        context: ChatKitContext,
+        context: TContext,
     ) -> Page[ThreadItem]:
         try:
             await self._accessible_thread(thread_id, context, "view")
@@ -411,7 +414,7 @@ class DjangoStore(Store[ChatKitContext]):
         page.data = [self.present_item(item, context, hidden) for item in page.data]
         return page
 
-    async def load_item(self, thread_id: str, item_id: str, context: ChatKitContext) -> ThreadItem:
+    async def load_item(self, thread_id: str, item_id: str, context: TContext) -> ThreadItem:
         user = self._user(context)
         if user is not None and not names_nothing(thread_id, item_id):
             row = await (
@@ -430,7 +433,7 @@ class DjangoStore(Store[ChatKitContext]):
 
     @retry_on_dead_connection
     async def add_thread_item(
-        self, thread_id: str, item: ThreadItem, context: ChatKitContext
+        self, thread_id: str, item: ThreadItem, context: TContext
     ) -> None:
         """Insert; an id already stored in the thread keeps its stored item (and is logged)."""
         await self._touch_thread(thread_id, context)
@@ -480,7 +483,7 @@ class DjangoStore(Store[ChatKitContext]):
             )
 
     @retry_on_dead_connection
-    async def save_item(self, thread_id: str, item: ThreadItem, context: ChatKitContext) -> None:
+    async def save_item(self, thread_id: str, item: ThreadItem, context: TContext) -> None:
         """Upsert; an existing item keeps its place in the thread."""
         await self._touch_thread(thread_id, context)
         item = without_nul(item)
@@ -503,7 +506,7 @@ class DjangoStore(Store[ChatKitContext]):
             await self._update_item(thread_id, item.id, fields)
 
     async def save_partial_item(
-        self, thread_id: str, item: ThreadItem, context: ChatKitContext
+        self, thread_id: str, item: ThreadItem, context: TContext
     ) -> None:
         """Save an item whose answer is still running, so that a reload shows it so far.
 
@@ -539,7 +542,7 @@ class DjangoStore(Store[ChatKitContext]):
 
     @retry_on_dead_connection
     async def claim_pending_item(
-        self, thread_id: str, item: ThreadItem, context: ChatKitContext
+        self, thread_id: str, item: ThreadItem, context: TContext
     ) -> bool:
         """Take the right to answer a pending item (structured input, client tool call).
 
@@ -567,7 +570,7 @@ class DjangoStore(Store[ChatKitContext]):
 
     @retry_on_dead_connection
     async def delete_thread_item(
-        self, thread_id: str, item_id: str, context: ChatKitContext
+        self, thread_id: str, item_id: str, context: TContext
     ) -> None:
         await self._touch_thread(thread_id, context)
         if not names_nothing(item_id):
@@ -588,7 +591,7 @@ class DjangoStore(Store[ChatKitContext]):
         }
 
     async def _accessible_attachment(
-        self, attachment_id: str, context: ChatKitContext, action: str, *fields: str
+        self, attachment_id: str, context: TContext, action: str, *fields: str
     ) -> chatkit_models.Attachment:
         user = self._user(context)
         if user is not None and not names_nothing(attachment_id):
@@ -604,7 +607,7 @@ class DjangoStore(Store[ChatKitContext]):
         raise NotFoundError(f"Attachment {attachment_id} not found")
 
     @retry_on_dead_connection
-    async def save_attachment(self, attachment: Attachment, context: ChatKitContext) -> None:
+    async def save_attachment(self, attachment: Attachment, context: TContext) -> None:
         """Upsert. Linking it to a thread needs change access to that thread, whose scope
         the attachment takes; a new one is put in the scope of ``context``."""
         user = self._writer(context)
@@ -622,7 +625,7 @@ class DjangoStore(Store[ChatKitContext]):
             attachments = attachments.filter(
                 models.Q(thread_id__isnull=True) | models.Q(thread_id=attachment.thread_id)
             )
-        if await attachments.filter(pk=attachment.id, owner=user).aupdate(**fields):
+        if await attachments.filter(pk=attachment.id, owner_id=user.pk).aupdate(**fields):
             return
         try:
             # A row first saved here was not created pending by DjangoAttachmentStore: its
@@ -639,7 +642,7 @@ class DjangoStore(Store[ChatKitContext]):
             if not await attachments.filter(pk=attachment.id).aupdate(**fields):
                 raise ValueError(f"Attachment {attachment.id} belongs to another thread.") from None
 
-    async def load_attachment(self, attachment_id: str, context: ChatKitContext) -> Attachment:
+    async def load_attachment(self, attachment_id: str, context: TContext) -> Attachment:
         """The attachment, with a fresh preview URL; only once its bytes have arrived.
 
         The SDK loads every id a message names through here, so an attachment still waiting
@@ -655,7 +658,7 @@ class DjangoStore(Store[ChatKitContext]):
         return self.present_attachment(AttachmentAdapter.validate_python(row.data), context)
 
     async def load_attachments(
-        self, attachment_ids: Sequence[str], context: ChatKitContext
+        self, attachment_ids: Sequence[str], context: TContext
     ) -> list[Attachment]:
         """``load_attachment`` for several ids in one query, in the order given.
 
@@ -675,7 +678,7 @@ class DjangoStore(Store[ChatKitContext]):
         attachments = []
         for attachment_id in attachment_ids:
             row = rows.get(attachment_id)
-            if row is None or not await self.has_access(user, row, "view"):
+            if row is None or user is None or not await self.has_access(user, row, "view"):
                 raise NotFoundError(f"Attachment {attachment_id} not found")
             if row.uploaded_at is None and not await sync_to_async(
                 get_django_attachment_store().confirm_upload
@@ -687,7 +690,7 @@ class DjangoStore(Store[ChatKitContext]):
         return attachments
 
     def present_attachment(
-        self, attachment: Attachment, context: ChatKitContext, *, may_view: bool = True
+        self, attachment: Attachment, context: TContext, *, may_view: bool = True
     ) -> Attachment:
         """The attachment as a response shows it: an image preview gets a fresh short-lived
         signed URL if the caller may view the attachment, else the unsigned URL (which the
@@ -697,7 +700,7 @@ class DjangoStore(Store[ChatKitContext]):
     def present_item(
         self,
         item: ThreadItem,
-        context: ChatKitContext,
+        context: TContext,
         hidden: Collection[str] = (),
     ) -> ThreadItem:
         """The item as a response shows it; user messages' attachments are presented.
@@ -713,7 +716,7 @@ class DjangoStore(Store[ChatKitContext]):
         return item
 
     async def hidden_attachments(
-        self, items: Sequence[ThreadItem], context: ChatKitContext
+        self, items: Sequence[ThreadItem], context: TContext
     ) -> set[str]:
         """Ids of the image attachments of ``items`` the caller may not view (one query).
 
@@ -741,7 +744,7 @@ class DjangoStore(Store[ChatKitContext]):
         }
 
     @retry_on_dead_connection
-    async def delete_attachment(self, attachment_id: str, context: ChatKitContext) -> None:
+    async def delete_attachment(self, attachment_id: str, context: TContext) -> None:
         """Delete it if the user may; idempotent, as the SDK expects.
 
         A missing or already deleted attachment, and one the user may not delete, are left
