@@ -44,9 +44,10 @@ class ChatKitContext:
 
 
 #: The context type of ``DjangoStore``, ``DjangoAttachmentStore`` and ``DjangoChatKitServer``:
-#: ``ChatKitContext`` unless a project subclasses them for a context subclass of its own
-#: (``class MyStore(DjangoStore[MyContext])``), whose overrides then see ``MyContext``.
-TContext = TypeVar("TContext", bound=ChatKitContext, default=ChatKitContext)
+#: ``ChatKitContext`` unless a project names its own (``class MyStore(DjangoStore[MyContext])``),
+#: whose overrides then see ``MyContext``. Not bound to ``ChatKitContext``: a context type that
+#: is not one works too, with the store's ``get_user`` and ``get_request`` overridden.
+TContext = TypeVar("TContext", default=ChatKitContext)
 
 
 async def make_context(request: HttpRequest) -> ChatKitContext:

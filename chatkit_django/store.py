@@ -116,7 +116,9 @@ class DjangoStore(Store[TContext]):
 
     def get_user(self, context: TContext) -> UserLike | None:
         """The user acting in ``context``. Override for a context type of your own."""
-        return context.user
+        # TContext is any type (not bound to ChatKitContext); one without ``user`` overrides this.
+        user: UserLike | None = context.user  # type: ignore[attr-defined]  # see above
+        return user
 
     def get_request(self, context: TContext) -> HttpRequest | None:
         """The request of ``context``, ``None`` outside one. Override with ``get_user``."""
