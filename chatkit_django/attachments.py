@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from asgiref.sync import sync_to_async
-from chatkit.store import AttachmentStore
+from chatkit.store import AttachmentStore, Store
 from chatkit.types import (
     Attachment,
     AttachmentCreateParams,
@@ -63,6 +63,7 @@ from chatkit_django._internal.files import (
 )
 from chatkit_django._internal.nul import names_nothing
 from chatkit_django.conf import chatkit_settings
+from chatkit_django.context import TContext
 from chatkit_django.ids import generate_id
 from chatkit_django.instances import (
     attachment_storage,
@@ -78,6 +79,7 @@ from chatkit_django.reconnect import retry_on_dead_connection
 from chatkit_django.upload_limits import max_upload_bytes, stored_file_too_large, upload_too_large
 
 if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
     from storages.backends.s3 import S3Storage
 
     from chatkit_django.context import UserLike
@@ -266,13 +268,14 @@ def update_attachments(rows: QuerySet[AttachmentRow], **fields: Any) -> int:
     return rows.update(**fields)
 
 
-class DjangoAttachmentStore(AttachmentStore[Any]):
+class DjangoAttachmentStore(AttachmentStore[TContext]):
     """The SDK's ``AttachmentStore`` over a Django storage, and the attachment lifecycle.
 
     ``create_attachment`` answers ``attachments.create`` (two-phase upload) with an upload
     URL: our own upload view, authorised by a signed single-use token, or, with
     ``CHATKIT['PRESIGNED_UPLOADS']`` on an S3 storage, a presigned S3 PUT. Direct uploads go
-    through ``chatkit_django.uploads.DirectUploadView`` and ``create_from_upload``.
+    through ``chatkit_django.uploads.DirectUploadView`` and ``create_from_upload``. Generic
+    in the context type, as ``DjangoStore`` is.
     """
 
     #: HTTP method of two-phase uploads to our own view (it accepts POST multipart too).
@@ -285,13 +288,13 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
     def __init__(self, **options: Any) -> None:
         if options:
             raise TypeError(f"Invalid option(s) for {type(self).__name__}: {', '.join(options)}")
-        self.store: Any = None
+        self.store: Store[TContext] | None = None
 
-    def bind(self, store: Any) -> None:
+    def bind(self, store: Store[TContext]) -> None:
         """Use ``store``'s ``has_access`` / ``get_user`` / ``get_request`` (the server calls it)."""
         self.store = store
 
-    def get_store(self) -> Any:
+    def get_store(self) -> Store[TContext]:
         return self.store if self.store is not None else get_store()
 
     # -- hooks -----------------------------------------------------------------
@@ -313,7 +316,7 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
         """
         return storage_name(attachment_id, mime_type, prefix=self.upload_prefix)
 
-    def generate_attachment_id(self, mime_type: str, context: Any) -> str:
+    def generate_attachment_id(self, mime_type: str, context: TContext) -> str:
         return generate_id("attachment")
 
     def validate_metadata(self, mime_type: str, size: int | None) -> None:
@@ -340,15 +343,15 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
 
     # -- who is acting (the store's hooks) -------------------------------------
 
-    def get_user(self, context: Any) -> UserLike | None:
+    def get_user(self, context: TContext) -> AbstractBaseUser | None:
         """The authenticated user acting in ``context`` (``Store.get_user``), else ``None``."""
         get_user = getattr(self.get_store(), "get_user", None)
         user = get_user(context) if get_user is not None else getattr(context, "user", None)
         return user if user is not None and user.is_authenticated else None
 
-    def get_request(self, context: Any) -> HttpRequest | None:
+    def get_request(self, context: TContext) -> HttpRequest | None:
         """The request of ``context`` (``Store.get_request``), ``None`` outside one."""
-        get_request: Callable[[Any], HttpRequest | None] | None = getattr(
+        get_request: Callable[[TContext], HttpRequest | None] | None = getattr(
             self.get_store(), "get_request", None
         )
         if get_request is not None:
@@ -461,15 +464,23 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
         *,
         name: str,
         mime_type: str,
-        owner: Any,
+        owner: AbstractBaseUser,
         request: HttpRequest | None,
         thread_id: str | None = None,
         attachment_id: str | None = None,
-        context: Any = None,
+        context: TContext | None = None,
     ) -> Attachment:
-        """Store ``content`` and insert its row, already uploaded; no row, no bytes."""
+        """Store ``content`` and insert its row, already uploaded; no row, no bytes.
+
+        Without ``attachment_id``, ``generate_attachment_id`` names it (a plain generated id
+        when no ``context`` is given either).
+        """
         if attachment_id is None:
-            attachment_id = self.generate_attachment_id(mime_type, context)
+            attachment_id = (
+                generate_id("attachment")
+                if context is None
+                else self.generate_attachment_id(mime_type, context)
+            )
         attachment = build_attachment(attachment_id, name, mime_type, request)
         if thread_id is not None:
             attachment = attachment.model_copy(update={"thread_id": thread_id})
@@ -509,7 +520,7 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
         may_view = user_has_access(user, row, "view", store=self.get_store())
         return attachment if may_view else present_attachment(attachment, request, may_view=False)
 
-    def create_from_upload(self, upload: Any, context: Any) -> Attachment:
+    def create_from_upload(self, upload: Any, context: TContext) -> Attachment:
         """A direct upload (a multipart file): validate, store, insert."""
         user = self.get_user(context)
         if user is None:
@@ -528,7 +539,7 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
         )
 
     def create_generated_image(
-        self, content: bytes, *, image_id: str, thread_id: str, context: Any
+        self, content: bytes, *, image_id: str, thread_id: str, context: TContext
     ) -> Attachment:
         """A model-generated image, stored as an attachment of ``thread_id``."""
         user = self.get_user(context)
@@ -547,7 +558,9 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
 
     # -- two-phase: pending row, then the bytes ---------------------------------
 
-    async def create_attachment(self, input: AttachmentCreateParams, context: Any) -> Attachment:
+    async def create_attachment(
+        self, input: AttachmentCreateParams, context: TContext
+    ) -> Attachment:
         """Register a pending attachment and say where its bytes go (``attachments.create``).
 
         The row exists from now on, but with no bytes it cannot be attached to a message
@@ -808,7 +821,7 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
 
     # -- deleting ------------------------------------------------------------
 
-    async def delete_attachment(self, attachment_id: str, context: Any) -> None:
+    async def delete_attachment(self, attachment_id: str, context: TContext) -> None:
         """Nothing to do here: the row's deletion deletes the bytes.
 
         The SDK calls this before ``Store.delete_attachment``, which checks ``delete`` access
@@ -819,12 +832,12 @@ class DjangoAttachmentStore(AttachmentStore[Any]):
         return
 
 
-def get_django_attachment_store() -> DjangoAttachmentStore:
+def get_django_attachment_store() -> DjangoAttachmentStore[Any]:
     """The server's attachment store, for the paths outside the SDK (views, converters,
     commands); a default ``DjangoAttachmentStore`` if the project's is not one."""
     store = get_attachment_store()
     if isinstance(store, DjangoAttachmentStore):
         return store
-    fallback = DjangoAttachmentStore()
+    fallback: DjangoAttachmentStore[Any] = DjangoAttachmentStore()
     fallback.bind(get_store())
     return fallback

@@ -55,7 +55,7 @@ from chatkit_django._internal.nul import names_nothing
 from chatkit_django.attachments import DjangoAttachmentStore
 from chatkit_django.background import answering
 from chatkit_django.conf import chatkit_settings
-from chatkit_django.context import ChatKitContext
+from chatkit_django.context import TContext, UserLike
 from chatkit_django.exceptions import (
     AlreadyAnswered,
     AnswerInProgress,
@@ -69,8 +69,6 @@ from chatkit_django.reconnect import retry_on_dead_connection
 if TYPE_CHECKING:
     from chatkit_django.agents import DjangoResponseStreamConverter, DjangoThreadItemConverter
 
-LoadThreadFor = Callable[[str, str, ChatKitContext], Awaitable[ThreadMetadata]]
-
 logger = logging.getLogger(__name__)
 
 #: Validates a request body into the SDK's ``ChatKitReq`` union. Built once: building one
@@ -78,10 +76,12 @@ logger = logging.getLogger(__name__)
 REQUEST_ADAPTER: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
 
 
-class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
+class DjangoChatKitServer(ChatKitServer[TContext]):
     """A ``ChatKitServer`` wired to ``DjangoStore`` and ``DjangoAttachmentStore``.
 
     Subclass it, implement ``respond()``, and name the subclass in ``CHATKIT['SERVER_CLASS']``.
+    Generic in the context type, as the stores are: ``DjangoChatKitServer[MyContext]`` types
+    ``context`` in ``respond()`` and the other overrides.
     """
 
     #: The largest page ``threads.list`` and ``items.list`` answer: a bigger ``limit`` gets
@@ -94,8 +94,8 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
 
     def __init__(
         self,
-        store: Store[ChatKitContext] | None = None,
-        attachment_store: AttachmentStore[ChatKitContext] | None = None,
+        store: Store[TContext] | None = None,
+        attachment_store: AttachmentStore[TContext] | None = None,
     ) -> None:
         super().__init__(
             store=store if store is not None else chatkit_settings.STORE_CLASS(),
@@ -110,13 +110,13 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
             self.attachment_store.bind(self.store)
 
     async def process(
-        self, request: str | bytes | bytearray, context: ChatKitContext
+        self, request: str | bytes | bytearray, context: TContext
     ) -> StreamingResult | NonStreamingResult:
         """The SDK's ``process()``, parsing with the module's adapter instead of a new one."""
         return await self.process_request(REQUEST_ADAPTER.validate_json(request), context)
 
     async def process_request(
-        self, request: ChatKitReq, context: ChatKitContext
+        self, request: ChatKitReq, context: TContext
     ) -> StreamingResult | NonStreamingResult:
         """Answer a request already parsed into the SDK's models (the endpoint parses first).
 
@@ -135,9 +135,7 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         await self.check_non_streaming_request(request, context)
         return NonStreamingResult(await process_non_streaming(self, request, context))
 
-    async def stream(
-        self, request: StreamingReq, context: ChatKitContext
-    ) -> AsyncGenerator[bytes, None]:
+    async def stream(self, request: StreamingReq, context: TContext) -> AsyncGenerator[bytes, None]:
         """The SSE bytes of a streaming request: ``stream_events()``, encoded as the SDK does."""
         try:
             async for event in self.stream_events(request, context):
@@ -149,7 +147,7 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
             raise
 
     async def stream_events(
-        self, request: StreamingReq, context: ChatKitContext
+        self, request: StreamingReq, context: TContext
     ) -> AsyncIterator[ThreadStreamEvent]:
         """The SDK's events for ``request``, then, after the answer to a user message in a
         thread with no title, the thread named by ``title_thread()`` (``thread.updated``)."""
@@ -179,7 +177,7 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
                 yield event
 
     async def name_thread(
-        self, thread_id: str, item: UserMessageItem, context: ChatKitContext
+        self, thread_id: str, item: UserMessageItem, context: TContext
     ) -> AsyncIterator[ThreadStreamEvent]:
         """Ask ``title_thread()`` for a title, save it and tell the client. Any failure is
         logged: the answer is already saved and sent, and the thread stays untitled."""
@@ -208,7 +206,7 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         )
 
     async def title_thread(
-        self, thread: ThreadMetadata, item: UserMessageItem, context: ChatKitContext
+        self, thread: ThreadMetadata, item: UserMessageItem, context: TContext
     ) -> str | None:
         """A title for ``thread``, which has none, after the answer to its user message ``item``.
 
@@ -220,7 +218,7 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         """
         return None
 
-    async def check_streaming_request(self, request: StreamingReq, context: ChatKitContext) -> None:
+    async def check_streaming_request(self, request: StreamingReq, context: TContext) -> None:
         """Load and check what a streaming request names, before its stream opens.
 
         The SDK looks a thread up only once it is streaming, so a missing thread would end
@@ -264,7 +262,7 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
             await store.load_item(thread_id, request.params.item_id, context)
 
     async def check_non_streaming_request(
-        self, request: NonStreamingReq, context: ChatKitContext
+        self, request: NonStreamingReq, context: TContext
     ) -> None:
         """Check access for a non-streaming request that changes a thread, before the SDK runs.
 
@@ -281,14 +279,16 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
     # -- preflight checks (see docs/concepts/permissions.md, "Security rules") ---
 
     async def load_thread_for(
-        self, thread_id: str, action: str, context: ChatKitContext
+        self, thread_id: str, action: str, context: TContext
     ) -> ThreadMetadata:
         """The thread, if the acting user may ``action`` it, by the store's access rule.
 
         A store without ``load_thread_for`` (not a ``DjangoStore``) can only say whether
         the thread is visible; its own writes must then refuse the rest.
         """
-        load_thread_for: LoadThreadFor | None = getattr(self.store, "load_thread_for", None)
+        load_thread_for: Callable[[str, str, TContext], Awaitable[ThreadMetadata]] | None = getattr(
+            self.store, "load_thread_for", None
+        )
         if load_thread_for is None:
             return await self.store.load_thread(thread_id, context)
         return await load_thread_for(thread_id, action, context)
@@ -319,7 +319,7 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
             )
 
     async def check_user_message_input(
-        self, user_input: UserMessageInput, context: ChatKitContext, thread_id: str | None = None
+        self, user_input: UserMessageInput, context: TContext, thread_id: str | None = None
     ) -> None:
         """Each attachment named once, at most ``MAX_ATTACHMENTS_PER_MESSAGE``, all loadable,
         none belonging to a thread other than ``thread_id`` (the message's; ``None`` for a new
@@ -360,7 +360,7 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         self,
         thread_id: str,
         item: StructuredInputItem | ClientToolCallItem,
-        context: ChatKitContext,
+        context: TContext,
     ) -> None:
         """Take the one right to answer ``item``, or refuse with 409 ``already_answered``.
 
@@ -378,7 +378,7 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         thread_id: str,
         item_ids: list[str],
         feedback: FeedbackKind,
-        context: ChatKitContext,
+        context: TContext,
     ) -> None:
         """Record ``items.feedback`` as ``Feedback`` rows, one per item and user.
 
@@ -387,8 +387,14 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         it is retried once on a fresh connection when it meets a dead one.
         """
         await self.store.load_thread(thread_id, context)
-        get_user = getattr(self.store, "get_user", None)
-        user = get_user(context) if get_user is not None else context.user
+        get_user: Callable[[TContext], UserLike | None] | None = getattr(
+            self.store, "get_user", None
+        )
+        # A store without ``get_user`` (not a DjangoStore): the context's user, as the
+        # attachment store finds it.
+        user: UserLike | None = (
+            get_user(context) if get_user is not None else getattr(context, "user", None)
+        )
         if user is None or not user.is_authenticated:
             raise PermissionDenied("Feedback needs an authenticated user.")
         wanted = set(item_ids)
@@ -403,8 +409,7 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
             raise NotFoundError(f"Item {missing[0]} not found in thread {thread_id}")
         await Feedback.objects.abulk_create(
             [
-                # The stubs type the user FK as the test project's model.
-                Feedback(thread_id=thread_id, item_id=pk, user=user, kind=feedback)  # type: ignore[misc]  # see above
+                Feedback(thread_id=thread_id, item_id=pk, user_id=user.pk, kind=feedback)
                 for pk in sorted(wanted)
             ],
             update_conflicts=True,
@@ -414,7 +419,7 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
 
     # -- rich input (see docs/guides/accept-rich-user-input.md) ----------------
 
-    def get_thread_item_converter(self, context: ChatKitContext) -> DjangoThreadItemConverter:
+    def get_thread_item_converter(self, context: TContext) -> DjangoThreadItemConverter[TContext]:
         """The converter from thread items to model input, for this request's user."""
         from chatkit_django.agents import DjangoThreadItemConverter
 
@@ -423,8 +428,8 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
         )
 
     def get_response_stream_converter(
-        self, thread: ThreadMetadata, context: ChatKitContext
-    ) -> DjangoResponseStreamConverter:
+        self, thread: ThreadMetadata, context: TContext
+    ) -> DjangoResponseStreamConverter[TContext]:
         """The converter ``stream_agent_response`` uses; stores generated images."""
         from chatkit_django.agents import DjangoResponseStreamConverter
 
@@ -432,16 +437,14 @@ class DjangoChatKitServer(ChatKitServer[ChatKitContext]):
             thread, context, attachment_store=self._django_attachment_store()
         )
 
-    def _django_attachment_store(self) -> DjangoAttachmentStore | None:
+    def _django_attachment_store(self) -> DjangoAttachmentStore[TContext] | None:
         store = self.attachment_store
         return store if isinstance(store, DjangoAttachmentStore) else None
 
-    def get_transcription_model(self, context: ChatKitContext) -> str:
+    def get_transcription_model(self, context: TContext) -> str:
         return chatkit_settings.TRANSCRIPTION_MODEL
 
-    async def transcribe(
-        self, audio_input: AudioInput, context: ChatKitContext
-    ) -> TranscriptionResult:
+    async def transcribe(self, audio_input: AudioInput, context: TContext) -> TranscriptionResult:
         """Dictation through OpenAI's transcription API; errors are ``TranscriptionError``s."""
         from chatkit_django.transcription import transcribe_audio
 
