@@ -24,8 +24,8 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, cast
 from urllib.parse import urlsplit
 
 from agents import TResponseInputItem
@@ -61,7 +61,7 @@ from chatkit_django.attachments import (
     get_django_attachment_store,
 )
 from chatkit_django.conf import chatkit_settings
-from chatkit_django.context import ChatKitContext
+from chatkit_django.context import TContext, UserLike
 from chatkit_django.entities import (
     EntitySource,
     get_entity_sources,
@@ -71,6 +71,9 @@ from chatkit_django.entities import (
 from chatkit_django.exceptions import StoredFileTooLarge
 from chatkit_django.models import Attachment
 from chatkit_django.upload_limits import max_upload_bytes
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +167,7 @@ def presigned_url(storage: Storage, name: str, max_age: int, mime_type: str) -> 
     return url
 
 
-class DjangoThreadItemConverter(ThreadItemConverter):
+class DjangoThreadItemConverter(ThreadItemConverter, Generic[TContext]):
     """Converts thread items to model input for the user in ``context``.
 
     Args:
@@ -177,13 +180,13 @@ class DjangoThreadItemConverter(ThreadItemConverter):
 
     def __init__(
         self,
-        context: ChatKitContext,
-        store: Store[ChatKitContext] | None = None,
-        attachment_store: DjangoAttachmentStore | None = None,
+        context: TContext,
+        store: Store[TContext] | None = None,
+        attachment_store: DjangoAttachmentStore[TContext] | None = None,
     ):
         self.context = context
         self.store = store
-        self.attachments = (
+        self.attachments: DjangoAttachmentStore[TContext] = (
             attachment_store if attachment_store is not None else get_django_attachment_store()
         )
         # Filled by prefetch(): one query for every attachment, one per entity source.
@@ -261,8 +264,10 @@ class DjangoThreadItemConverter(ThreadItemConverter):
     # -- access -------------------------------------------------------------
 
     @property
-    def user(self) -> Any:
-        get_user = getattr(self.store, "get_user", None)
+    def user(self) -> AbstractBaseUser | None:
+        get_user: Callable[[TContext], UserLike | None] | None = getattr(
+            self.store, "get_user", None
+        )
         if get_user is None:
             return self.attachments.get_user(self.context)
         user = get_user(self.context)
@@ -463,7 +468,7 @@ def generated_image_attachment_id(url: str) -> str | None:
     return parts[-2]
 
 
-class DjangoResponseStreamConverter(ResponseStreamConverter):
+class DjangoResponseStreamConverter(ResponseStreamConverter, Generic[TContext]):
     """Stores generated images as attachments of the thread, owned by the acting user.
 
     The SDK's default keeps each image as a base64 data URL inside the thread item; here the
@@ -476,15 +481,15 @@ class DjangoResponseStreamConverter(ResponseStreamConverter):
     def __init__(
         self,
         thread: ThreadMetadata,
-        context: ChatKitContext,
+        context: TContext,
         *,
         partial_images: int | None = None,
-        attachment_store: DjangoAttachmentStore | None = None,
+        attachment_store: DjangoAttachmentStore[TContext] | None = None,
     ):
         super().__init__(partial_images=partial_images)
         self.thread = thread
         self.context = context
-        self.attachments = (
+        self.attachments: DjangoAttachmentStore[TContext] = (
             attachment_store if attachment_store is not None else get_django_attachment_store()
         )
 
