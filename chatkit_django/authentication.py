@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
 from django.apps import apps
@@ -33,6 +33,8 @@ from chatkit_django.reconnect import retry_on_dead_connection
 
 if TYPE_CHECKING:
     from rest_framework.authentication import BaseAuthentication
+
+    from chatkit_django.context import UserLike
 
 
 class AuthenticationError(Exception):
@@ -60,8 +62,8 @@ def authentication_failed_response(error: AuthenticationError | PermissionDenied
     return response
 
 
-async def _return(value: Any) -> Any:
-    return value
+async def _return(user: UserLike) -> UserLike:
+    return user
 
 
 #: Django's ``get_user()``, retried once on a fresh connection when it meets a dead one.
@@ -113,7 +115,7 @@ class AuthenticationMixin:
     def get_allow_anonymous(self) -> bool:
         return chatkit_settings.ALLOW_ANONYMOUS
 
-    def get_authenticators(self) -> list[Any]:
+    def get_authenticators(self) -> list[BaseAuthentication]:
         """DRF authentication instances tried before the session (``AUTHENTICATION_CLASSES``)."""
         return get_authenticators()
 
@@ -124,7 +126,7 @@ class AuthenticationMixin:
         access is off, and ``PermissionDenied`` when a session request fails CSRF.
         """
         authenticators = self.get_authenticators()
-        user = None
+        user: UserLike | None = None
         if authenticators:
             # DRF authenticators are synchronous (token lookups hit the database).
             user = await sync_to_async(retry_on_dead_connection(self._drf_authenticate))(
@@ -136,14 +138,15 @@ class AuthenticationMixin:
                 self.enforce_csrf(request)
         if user is None:
             user = AnonymousUser()
-        request.user = user
-        request.auser = partial(_return, user)
+        # django-stubs type request.user as the settings' AUTH_USER_MODEL when mypy runs
+        # (the test project's auth.User); any user model's instance lands here.
+        request.user = user  # type: ignore[assignment]  # see above
+        request.auser = partial(_return, user)  # type: ignore[assignment]  # see above
         if not user.is_authenticated and not self.get_allow_anonymous():
-            header = next(
-                (h for a in authenticators if (h := a.authenticate_header(request))), None
-            )
             raise AuthenticationError(
-                "Authentication credentials were not provided.", "not_authenticated", header
+                "Authentication credentials were not provided.",
+                "not_authenticated",
+                self._www_authenticate(request, authenticators),
             )
 
     async def check_authentication(self, request: HttpRequest) -> JsonResponse | None:
@@ -154,7 +157,9 @@ class AuthenticationMixin:
             return authentication_failed_response(e)
         return None
 
-    def _drf_authenticate(self, request: HttpRequest, authenticators: Sequence[Any]) -> Any:
+    def _drf_authenticate(
+        self, request: HttpRequest, authenticators: Sequence[BaseAuthentication]
+    ) -> UserLike | None:
         from rest_framework import exceptions
         from rest_framework.request import Request
 
@@ -166,16 +171,28 @@ class AuthenticationMixin:
                 raise AuthenticationError(
                     str(e.detail),
                     "authentication_failed",
-                    authenticator.authenticate_header(request),
+                    authenticator.authenticate_header(drf_request),
                 ) from e
             except exceptions.PermissionDenied as e:  # DRF's SessionAuthentication CSRF failure
                 raise PermissionDenied(str(e.detail)) from e
             if result is not None:
                 request.auth = result[1]  # type: ignore[attr-defined]  # DRF's name, on Django's request
-                return result[0]
+                user: UserLike = result[0]
+                return user
         return None
 
-    async def get_session_user(self, request: HttpRequest) -> Any:
+    def _www_authenticate(
+        self, request: HttpRequest, authenticators: Sequence[BaseAuthentication]
+    ) -> str | None:
+        """The first authenticator's ``WWW-Authenticate`` scheme, as DRF answers a 401."""
+        if not authenticators:
+            return None
+        from rest_framework.request import Request
+
+        drf_request = Request(request, authenticators=authenticators)
+        return next((h for a in authenticators if (h := a.authenticate_header(drf_request))), None)
+
+    async def get_session_user(self, request: HttpRequest) -> UserLike | None:
         """The user of Django's session, if any.
 
         The session is ``SessionMiddleware``'s when it runs; without it (a project that keeps
@@ -183,9 +200,9 @@ class AuthenticationMixin:
         cookie here. Session and user are loaded with the sync ``get_user()`` in one thread
         hop: ``request.auser()`` takes two, and each costs more than the queries.
         """
-        user = getattr(request, "user", None)
+        user: UserLike | LazyObject[UserLike] | None = getattr(request, "user", None)
         if isinstance(user, LazyObject):  # AuthenticationMiddleware's, maybe not loaded yet
-            loaded = lazy_value(user)
+            loaded: UserLike | None = lazy_value(user)
             if loaded is not None:
                 return loaded
         elif user is not None:  # set by Channels' AuthMiddlewareStack, or a test
