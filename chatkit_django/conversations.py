@@ -20,7 +20,8 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
+from uuid import UUID
 
 from asgiref.sync import async_to_sync, sync_to_async
 from chatkit.server import ChatKitServer, StreamingResult
@@ -49,6 +50,14 @@ from chatkit_django.context import make_user_context
 from chatkit_django.exceptions import InactiveUser, UnknownThread, UnknownUser
 from chatkit_django.instances import get_server
 from chatkit_django.server import DjangoChatKitServer
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+    from chatkit_django.context import UserLike
+
+#: Whom a message is from: a user (``request.user`` too, lazy or not), or a user's primary key.
+UserOrPk: TypeAlias = "UserLike | LazyObject[Any] | int | str | UUID"
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +88,7 @@ class Sent:
 
 
 async def astart_thread(
-    user: Any,
+    user: UserOrPk,
     message: Message,
     *,
     metadata: dict[str, Any] | None = None,
@@ -110,7 +119,12 @@ async def astart_thread(
 
 
 async def aadd_message(
-    user: Any, thread_id: str, message: Message, *, respond: bool = True, scope: str | None = None
+    user: UserOrPk,
+    thread_id: str,
+    message: Message,
+    *,
+    respond: bool = True,
+    scope: str | None = None,
 ) -> Thread:
     """Add a message from ``user`` to one of their threads, and answer it.
 
@@ -126,7 +140,7 @@ async def aadd_message(
 
 
 def start_thread(
-    user: Any,
+    user: UserOrPk,
     message: Message,
     *,
     metadata: dict[str, Any] | None = None,
@@ -141,14 +155,19 @@ def start_thread(
 
 
 def add_message(
-    user: Any, thread_id: str, message: Message, *, respond: bool = True, scope: str | None = None
+    user: UserOrPk,
+    thread_id: str,
+    message: Message,
+    *,
+    respond: bool = True,
+    scope: str | None = None,
 ) -> Thread:
     """``aadd_message`` for sync code."""
     return async_to_sync(aadd_message)(user, thread_id, message, respond=respond, scope=scope)
 
 
 def send(
-    user: Any,
+    user: UserOrPk,
     message: Message,
     *,
     thread_id: str | None = None,
@@ -170,7 +189,7 @@ def send(
 
 
 async def asend(
-    user: Any,
+    user: UserOrPk,
     message: Message,
     *,
     thread_id: str | None = None,
@@ -254,9 +273,10 @@ def _user_message_input(message: Message) -> UserMessageInput:
     raise TypeError(f"message must be a str or a UserMessageInput, not {type(message).__name__}.")
 
 
-async def _active_user(user: Any) -> Any:
+async def _active_user(user: UserOrPk) -> AbstractBaseUser:
     """The user (reloaded, so a deactivation or deletion since counts), or a refusal."""
     User = get_user_model()
+    pk: Any  # the primary key type of the project's user model
     if isinstance(user, LazyObject):
         # request.user in a view: loading it queries, which must not happen in this loop.
         pk = await sync_to_async(lambda: user.pk)()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError, CommandParser
@@ -10,13 +10,16 @@ from django.db.models import QuerySet
 
 from chatkit_django.models import ThreadItem
 
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+
 
 def add_user_argument(parser: CommandParser) -> None:
     parser.add_argument("user", help="username (USERNAME_FIELD) of the user, or pk with --pk")
     parser.add_argument("--pk", action="store_true", help="USER is a primary key")
 
 
-def get_user(options: dict[str, Any]) -> Any:
+def get_user(options: dict[str, Any]) -> AbstractBaseUser:
     User = get_user_model()
     lookup = {"pk": options["user"]} if options["pk"] else {User.USERNAME_FIELD: options["user"]}
     try:
@@ -25,6 +28,6 @@ def get_user(options: dict[str, Any]) -> Any:
         raise CommandError(f"No user with {lookup}.") from None
 
 
-def messages_elsewhere(user: Any) -> QuerySet[ThreadItem]:
+def messages_elsewhere(user: AbstractBaseUser) -> QuerySet[ThreadItem]:
     """The messages ``user`` sent in threads that someone else owns (``ThreadItem.author``)."""
-    return ThreadItem.objects.filter(author=user).exclude(thread__owner=user)
+    return ThreadItem.objects.filter(author_id=user.pk).exclude(thread__owner_id=user.pk)

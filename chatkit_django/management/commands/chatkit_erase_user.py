@@ -34,13 +34,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         user = get_user(options)
-        threads = Thread.objects.filter(owner=user)
+        threads = Thread.objects.filter(owner_id=user.pk)
         counts = {
             "threads": threads.count(),
-            "items": ThreadItem.objects.filter(thread__owner=user).count(),
+            "items": ThreadItem.objects.filter(thread__owner_id=user.pk).count(),
             "messages in threads of others": messages_elsewhere(user).count(),
-            "attachments": Attachment.objects.filter(owner=user).count(),
-            "feedback": Feedback.objects.filter(user=user).count(),
+            "attachments": Attachment.objects.filter(owner_id=user.pk).count(),
+            "feedback": Feedback.objects.filter(user_id=user.pk).count(),
         }
         summary = ", ".join(f"{n} {what}" for what, n in counts.items())
         if options["dry_run"]:
@@ -57,6 +57,6 @@ class Command(BaseCommand):
             Feedback.objects.filter(item__in=messages.values("pk")).delete()
             messages.only("pk").delete()
             # Attachments never attached, or attached to others' threads; bytes go on commit.
-            Attachment.objects.filter(owner=user).delete()
-            Feedback.objects.filter(user=user).delete()
+            Attachment.objects.filter(owner_id=user.pk).delete()
+            Feedback.objects.filter(user_id=user.pk).delete()
         self.stdout.write(self.style.SUCCESS(f"Erased for {user.get_username()}: {summary}."))

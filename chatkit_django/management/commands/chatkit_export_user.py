@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.db.models import QuerySet
@@ -16,6 +16,9 @@ from chatkit_django.management.commands._user import (
 )
 from chatkit_django.models import Attachment, Feedback, Thread, ThreadItem
 from chatkit_django.store import dump
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
 
 
 class Command(BaseCommand):
@@ -35,10 +38,10 @@ class Command(BaseCommand):
             '"" for the unscoped threads',
         )
 
-    def chunks(self, user: Any, fmt: str, scope: str | None = None) -> Iterator[str]:
-        threads = Thread.objects.filter(owner=user)
-        attachments = Attachment.objects.filter(owner=user)
-        feedback = Feedback.objects.filter(user=user)
+    def chunks(self, user: AbstractBaseUser, fmt: str, scope: str | None = None) -> Iterator[str]:
+        threads = Thread.objects.filter(owner_id=user.pk)
+        attachments = Attachment.objects.filter(owner_id=user.pk)
+        feedback = Feedback.objects.filter(user_id=user.pk)
         messages = messages_elsewhere(user)
         extra = {}
         if scope is not None:
