@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 from importlib import import_module
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.apps import apps
@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from rest_framework.authentication import BaseAuthentication
 
     from chatkit_django.context import UserLike
+
+
+T = TypeVar("T")
 
 
 class AuthenticationError(Exception):
@@ -62,8 +65,8 @@ def authentication_failed_response(error: AuthenticationError | PermissionDenied
     return response
 
 
-async def _return(user: UserLike) -> UserLike:
-    return user
+async def _return(value: T) -> T:
+    return value
 
 
 #: Django's ``get_user()``, retried once on a fresh connection when it meets a dead one.
@@ -141,7 +144,7 @@ class AuthenticationMixin:
         # django-stubs type request.user as the settings' AUTH_USER_MODEL when mypy runs
         # (the test project's auth.User); any user model's instance lands here.
         request.user = user  # type: ignore[assignment]  # see above
-        request.auser = partial(_return, user)  # type: ignore[assignment]  # see above
+        request.auser = partial(_return, request.user)
         if not user.is_authenticated and not self.get_allow_anonymous():
             raise AuthenticationError(
                 "Authentication credentials were not provided.",

@@ -183,7 +183,12 @@ class DjangoStore(Store[TContext]):
 
     # -- access ----------------------------------------------------------------
 
-    async def has_access(self, user: AbstractBaseUser, obj: models.Model, action: str) -> bool:
+    async def has_access(
+        self,
+        user: AbstractBaseUser,
+        obj: chatkit_models.Thread | chatkit_models.Attachment,
+        action: str,
+    ) -> bool:
         """Whether ``user`` may ``action`` ("view", "change", "delete") ``obj``.
 
         The one access rule for threads, items (through their thread), attachments and
@@ -193,7 +198,7 @@ class DjangoStore(Store[TContext]):
         the model permission, or the object permission from a backend such as
         django-guardian or django-rules.
         """
-        if obj.owner_id == user.pk:  # type: ignore[attr-defined]  # threads and attachments
+        if obj.owner_id == user.pk:
             return True
         opts = obj._meta
         perm = f"{opts.app_label}.{action}_{opts.model_name}"
