@@ -512,9 +512,7 @@ class DjangoStore(Store[TContext]):
             # to another thread, report it as not found).
             await self._update_item(thread_id, item.id, fields)
 
-    async def save_partial_item(
-        self, thread_id: str, item: ThreadItem, context: TContext
-    ) -> None:
+    async def save_partial_item(self, thread_id: str, item: ThreadItem, context: TContext) -> None:
         """Save an item whose answer is still running, so that a reload shows it so far.
 
         The copy is marked (``PARTIAL_KEY``): only a marked copy is updated, and the item's
