@@ -74,7 +74,7 @@ get_user_retrying = retry_on_dead_connection(get_user)
 
 
 @retry_on_dead_connection
-def load_session_user(request: HttpRequest, session_key: str) -> Any:
+def load_session_user(request: HttpRequest, session_key: str) -> UserLike:
     """The user of the session ``session_key``, read into a new ``request.session``.
 
     Usually a request's first query, so a connection that died with a database restart

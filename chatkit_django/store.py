@@ -280,9 +280,9 @@ class DjangoStore(Store[TContext]):
         fields = self.thread_fields(thread)
         fields["updated_at"] = timezone.now()
         threads = self.thread_model.objects
-        if await threads.filter(pk=thread.id, owner_id=user.pk, **self.scope_lookup(context)).aupdate(
-            **fields
-        ):
+        if await threads.filter(
+            pk=thread.id, owner_id=user.pk, **self.scope_lookup(context)
+        ).aupdate(**fields):
             return
         try:
             await _insert(
@@ -439,9 +439,7 @@ class DjangoStore(Store[TContext]):
         raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
 
     @retry_on_dead_connection
-    async def add_thread_item(
-        self, thread_id: str, item: ThreadItem, context: TContext
-    ) -> None:
+    async def add_thread_item(self, thread_id: str, item: ThreadItem, context: TContext) -> None:
         """Insert; an id already stored in the thread keeps its stored item (and is logged)."""
         await self._touch_thread(thread_id, context)
         item = without_nul(item)
@@ -546,9 +544,7 @@ class DjangoStore(Store[TContext]):
             raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
 
     @retry_on_dead_connection
-    async def claim_pending_item(
-        self, thread_id: str, item: ThreadItem, context: TContext
-    ) -> bool:
+    async def claim_pending_item(self, thread_id: str, item: ThreadItem, context: TContext) -> bool:
         """Take the right to answer a pending item (structured input, client tool call).
 
         One conditional ``UPDATE``: of any number of answers racing for the same item,
@@ -574,9 +570,7 @@ class DjangoStore(Store[TContext]):
         return bool(claimed)
 
     @retry_on_dead_connection
-    async def delete_thread_item(
-        self, thread_id: str, item_id: str, context: TContext
-    ) -> None:
+    async def delete_thread_item(self, thread_id: str, item_id: str, context: TContext) -> None:
         await self._touch_thread(thread_id, context)
         if not names_nothing(item_id):
             await self.item_model.objects.filter(pk=item_id, thread_id=thread_id).adelete()
@@ -720,9 +714,7 @@ class DjangoStore(Store[TContext]):
             ]
         return item
 
-    async def hidden_attachments(
-        self, items: Sequence[ThreadItem], context: TContext
-    ) -> set[str]:
+    async def hidden_attachments(self, items: Sequence[ThreadItem], context: TContext) -> set[str]:
         """Ids of the image attachments of ``items`` the caller may not view (one query).
 
         Viewing a thread does not include viewing every attachment in it: a preview is
