@@ -358,17 +358,20 @@ class DjangoAttachmentStore(AttachmentStore[TContext]):
             return get_request(context)
         return getattr(context, "request", None)
 
-    def get_scope(self, context: Any) -> str | None:
-        """The scope of ``context`` by the store's hook (``DjangoStore.scope_of``), checked."""
+    def get_scope(self, context: TContext | None) -> str | None:
+        """The scope of ``context`` by the store's hook (``DjangoStore.scope_of``), checked;
+        ``None`` (unscoped) without a context."""
+        if context is None:
+            return None
         scope_of = getattr(self.get_store(), "scope_of", None)
         return scope_of(context) if scope_of is not None else None
 
-    def in_scope(self, row: AttachmentRow, context: Any) -> bool:
+    def in_scope(self, row: AttachmentRow, context: TContext) -> bool:
         """Whether ``row`` is in the scope of ``context`` (always, for an unscoped one)."""
         scope = self.get_scope(context)
         return scope is None or row.scope == scope
 
-    def new_scope(self, context: Any, thread_id: str | None = None) -> str:
+    def new_scope(self, context: TContext | None, thread_id: str | None = None) -> str:
         """The scope of a new attachment: its thread's, else the one ``context`` is in."""
         scope = self.get_scope(context)
         if scope is None and thread_id is not None:

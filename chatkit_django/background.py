@@ -22,9 +22,9 @@ import json
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from types import FrameType
-from typing import Any
+from typing import Any, Generic, TypeAlias
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from chatkit.server import ChatKitServer
@@ -42,11 +42,14 @@ from pydantic import TypeAdapter
 
 from chatkit_django._internal.compat import apply_item_update
 from chatkit_django.conf import chatkit_settings
-from chatkit_django.context import ChatKitContext
+from chatkit_django.context import TContext
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+#: What ``signal.getsignal`` returns (but ``None``) and ``signal.signal`` takes.
+SignalHandler: TypeAlias = Callable[[int, FrameType | None], Any] | int
 #: How long a stopping process waits for its background answers to save what they have.
 SHUTDOWN_TIMEOUT = 10.0
 
@@ -55,7 +58,7 @@ THREAD_CREATED = b'data: {"type":"thread.created"'
 EVENT_ADAPTER: TypeAdapter[ThreadStreamEvent] = TypeAdapter(ThreadStreamEvent)
 
 #: The answers running without a client, by task.
-_background: dict[asyncio.Task[Any], AnswerKeeper] = {}
+_background: dict[asyncio.Task[Any], AnswerKeeper[Any]] = {}
 #: Thread ids with an answer running in ``"finish"`` mode (with or without a client): count.
 _threads: dict[str, int] = {}
 
@@ -111,10 +114,10 @@ def install_signal_handlers() -> None:
 class _SaveThenStop:
     """A signal handler: ``shutdown()``, then the handler it replaced."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, previous: Any) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, previous: SignalHandler | None) -> None:
         self.loop = loop
         # None: a handler not installed from Python; the default is what it does.
-        self.previous = previous if previous is not None else signal.SIG_DFL
+        self.previous: SignalHandler = previous if previous is not None else signal.SIG_DFL
 
     def __call__(self, sig: int, frame: FrameType | None) -> None:
         if not _background or self.loop.is_closed():
@@ -135,7 +138,7 @@ class _SaveThenStop:
             signal.raise_signal(sig)
 
 
-class AnswerKeeper:
+class AnswerKeeper(Generic[TContext]):
     """One ``"finish"``-mode stream: saves its message in progress, finishes it if abandoned.
 
     ``watch()`` wraps the SDK's SSE chunks, ``own()`` runs the task that reads them (in a
@@ -145,8 +148,8 @@ class AnswerKeeper:
 
     def __init__(
         self,
-        server: ChatKitServer[Any],
-        context: ChatKitContext,
+        server: ChatKitServer[TContext],
+        context: TContext,
         thread_id: str | None,
         *,
         partial_every: float | None = None,
@@ -161,7 +164,7 @@ class AnswerKeeper:
         self.release_every = release_every
         self.detached = False
         self.unsaved: list[bytes] = []  # item events since the last partial save
-        self.pending: dict[str, Any] = {}  # unfinished assistant messages, by id
+        self.pending: dict[str, AssistantMessageItem] = {}  # unfinished assistant messages, by id
         self.changed: set[str] = set()
         self.deadline: asyncio.TimerHandle | None = None
         self.known_thread_id = thread_id
@@ -283,8 +286,8 @@ class AnswerKeeper:
 
 
 def get_answer_keeper(
-    server: ChatKitServer[Any], context: ChatKitContext, thread_id: str | None
-) -> AnswerKeeper | None:
+    server: ChatKitServer[TContext], context: TContext, thread_id: str | None
+) -> AnswerKeeper[TContext] | None:
     """An ``AnswerKeeper`` for a new stream in ``"finish"`` mode, else ``None``."""
     if not finishing():
         return None

@@ -19,10 +19,13 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from asgiref.sync import sync_to_async
 from django.db import InterfaceError, OperationalError, connections
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +88,7 @@ def discard_dead_connections() -> bool:
     return True
 
 
-def forget_half_read_session(request: Any) -> None:
+def forget_half_read_session(request: HttpRequest) -> None:
     """Put a fresh copy of a session whose load failed on ``request``, never read.
 
     A ``SessionStore`` whose load raised is marked accessed but holds no data (its

@@ -148,6 +148,7 @@ class DjangoStore(Store[TContext]):
         Scopes only ever narrow what ``has_access`` allows. By default
         ``context.scope`` (``ChatKitContext.scope``); override for a context of your own.
         """
+        # getattr, not context.scope: TContext is unbound (a context of one's own may have none).
         return getattr(context, "scope", None)
 
     def scope_of(self, context: TContext) -> str | None:
