@@ -31,6 +31,9 @@ class TenantStore(DjangoStore[TenantContext]):
     def get_request(self, context: TenantContext) -> HttpRequest | None:
         return context.request if context.tenant else None
 
+    def get_scope(self, context: TenantContext) -> str | None:
+        return context.tenant or None
+
     def generate_thread_id(self, context: TenantContext) -> str:
         assert_type(self.get_user(context), UserLike | None)
         return f"{context.tenant}_{super().generate_thread_id(context)}"
@@ -73,3 +76,6 @@ class AccountStore(DjangoStore[AccountContext]):
 
     def get_request(self, context: AccountContext) -> HttpRequest | None:
         return context.http
+
+    def get_scope(self, context: AccountContext) -> str | None:
+        return None  # no workspaces: one history per user
