@@ -93,7 +93,7 @@ def _session_key(request: HttpRequest) -> str | None:
     return request.COOKIES.get(settings.SESSION_COOKIE_NAME) or None
 
 
-def find_session_user(request: HttpRequest) -> Any:
+def find_session_user(request: HttpRequest) -> UserLike | None:
     """The user of Django's session, or ``None``: ``SessionMiddleware``'s session when it ran,
     else the session named by the cookie, read here (sync: one thread hop for both queries).
 
