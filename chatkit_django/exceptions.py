@@ -18,6 +18,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from chatkit_django._internal.compat import unwrapped_request
 from chatkit_django.reconnect import DATABASE_ERRORS, forget_half_read_session
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         log_database_unavailable(exc, type(view).__name__ if view is not None else "A view")
         request = context.get("request")
         if request is not None:
-            forget_half_read_session(getattr(request, "_request", request))
+            forget_half_read_session(unwrapped_request(request))
         busy = is_pool_exhausted(exc)
         exc = DatabaseUnavailable()
         response = drf_exception_handler(exc, context)

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from asgiref.sync import sync_to_async
 from django.db import InterfaceError, OperationalError, connections
 
+from chatkit_django._internal.compat import session_loaded
+
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
@@ -100,7 +102,7 @@ def forget_half_read_session(request: HttpRequest) -> None:
     from django.contrib.sessions.backends.base import SessionBase
 
     session = getattr(request, "session", None)
-    if not isinstance(session, SessionBase) or hasattr(session, "_session_cache"):
+    if not isinstance(session, SessionBase) or session_loaded(session):
         return
     if session.accessed:
         request.session = type(session)(session.session_key)

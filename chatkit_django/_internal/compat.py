@@ -145,6 +145,21 @@ def django_request(request: Request) -> HttpRequest:
     return request._request
 
 
+def unwrapped_request(request: Request | HttpRequest) -> HttpRequest:
+    """``django_request`` for a DRF ``Request``; a plain ``HttpRequest`` as it is."""
+    inner: HttpRequest = getattr(request, "_request", request)
+    return inner
+
+
+# -- Django's sessions -----------------------------------------------------------------------
+
+
+def session_loaded(session: Any) -> bool:
+    """Whether a ``SessionStore`` holds the data of a finished load (``_session_cache`` is set
+    by a load that succeeded; one that raised leaves it missing)."""
+    return hasattr(session, "_session_cache")
+
+
 # -- the list the test checks ----------------------------------------------------------------
 
 
@@ -172,6 +187,14 @@ def _s3_storage() -> Any:
     from storages.backends.s3 import S3Storage
 
     return S3Storage
+
+
+def _loaded_session() -> Any:
+    from django.contrib.sessions.backends.signed_cookies import SessionStore
+
+    session = SessionStore()
+    session.get("any")  # a read loads it (an empty session here, no database needed)
+    return session
 
 
 def _drf_request() -> Any:
@@ -258,5 +281,12 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
         _drf_request,
         None,
         "the HttpRequest behind a DRF request, for contexts and URLs (django_request)",
+    ),
+    PrivateName(
+        "django.contrib.sessions.backends.base.SessionBase",
+        "_session_cache",
+        _loaded_session,
+        None,
+        "telling a half-read session from a loaded one after a database error (session_loaded)",
     ),
 )

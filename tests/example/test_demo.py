@@ -115,7 +115,7 @@ async def test_with_a_key_the_agent_answers_and_titles_the_thread(
 
 
 async def test_with_a_key_a_failing_title_call_leaves_the_answer_whole(
-    http: AsyncClient,
+    user_client: AsyncClient,
     fake_openai: FakeOpenAI,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -125,7 +125,7 @@ async def test_with_a_key_a_failing_title_call_leaves_the_answer_whole(
         [ScriptedTurn(text="Balloons first."), ScriptedTurn(error=(500, "title model down"))]
     )
     with caplog.at_level("ERROR", logger="chatkit_django.server"):
-        response = await post(http, create_req("Plan the launch party"))
+        response = await post(user_client, create_req("Plan the launch party"))
         events = parse_sse(await read_stream(response))
     assert [e["type"] for e in events if e["type"] in ("error", "thread.updated")] == []
     done = [e["item"] for e in events if e["type"] == "thread.item.done"]
