@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from chatkit.store import NotFoundError, Store, StoreItemType
@@ -322,7 +322,7 @@ class DjangoStore(Store[TContext]):
         user = self._user(context)
         scope = self.scope_of(context)
         if user is None:
-            return Page(data=[], has_more=False, after=None)
+            return Page[ThreadMetadata](data=[], has_more=False, after=None)
         position = await self._cursor_position(
             "threads", self.thread_model, after, owner_id=user.pk, **self.scope_lookup(context)
         )
@@ -330,7 +330,11 @@ class DjangoStore(Store[TContext]):
             self.listed_threads(user, scope), after=position, order=order
         ).values_list("data", *ROW_ORDER)
         return _page(
-            [r async for r in rows[: limit + 1]], limit, ThreadMetadata.model_validate, "threads"
+            [r async for r in rows[: limit + 1]],
+            limit,
+            ThreadMetadata.model_validate,
+            "threads",
+            Page[ThreadMetadata],
         )
 
     @retry_on_dead_connection
@@ -410,13 +414,17 @@ class DjangoStore(Store[TContext]):
         try:
             await self._accessible_thread(thread_id, context, "view")
         except NotFoundError:
-            return Page(data=[], has_more=False, after=None)
+            return Page[ThreadItem](data=[], has_more=False, after=None)
         position = await self._cursor_position("items", self.item_model, after, thread_id=thread_id)
         rows = keyset_page(
             self.item_model.objects.filter(thread_id=thread_id), after=position, order=order
         ).values_list("data", *ROW_ORDER)
         page = _page(
-            [r async for r in rows[: limit + 1]], limit, ThreadItemAdapter.validate_python, "items"
+            [r async for r in rows[: limit + 1]],
+            limit,
+            ThreadItemAdapter.validate_python,
+            "items",
+            Page[ThreadItem],
         )
         hidden = await self.hidden_attachments(page.data, context)
         page.data = [self.present_item(item, context, hidden) for item in page.data]
@@ -783,11 +791,25 @@ def _insert(
         model.objects.using(db).create(**fields)
 
 
-def _page(rows: list[tuple[Any, ...]], limit: int, load: Any, kind: str) -> Page[Any]:
-    """A page from ``(data, created_at, seq, id)`` rows; the cursor is the last row's position."""
+T = TypeVar("T")
+
+
+def _page(
+    rows: list[tuple[Any, ...]],
+    limit: int,
+    load: Callable[[Any], T],
+    kind: str,
+    page: type[Page[T]],
+) -> Page[T]:
+    """A page from ``(data, created_at, seq, id)`` rows; the cursor is the last row's position.
+
+    ``page`` is the parametrized type (``Page[ThreadItem]``): a bare ``Page`` holding items
+    cannot be serialized on pydantic < 2.12 until some ``Page[...]`` was built in the process
+    (``MockValSer``), which made a fresh worker's first ``items.list`` fail.
+    """
     has_more = len(rows) > limit
     rows = rows[:limit]
-    return Page(
+    return page(
         data=[load(row[0]) for row in rows],
         has_more=has_more,
         after=encode_cursor(kind, rows[-1][1:]) if has_more and rows else None,

@@ -26,6 +26,7 @@ from django.core.signals import got_request_exception
 from django.db import DatabaseError, close_old_connections
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 from rest_framework.exceptions import APIException
 
 from chatkit_django._internal.compat import streaming_iterator
@@ -155,9 +156,10 @@ class ChatKitEndpointMixin(ThrottledEndpointMixin, AuthenticationMixin):
         except DATABASE_ERRORS:
             raise  # 503, in handle_chatkit
         except ValueError as e:
-            if isinstance(e, ValidationError):
+            if isinstance(e, (ValidationError, PydanticSerializationError)):
                 # pydantic's errors are ValueErrors too, but the request was validated
-                # above: this is the server building an invalid model, a bug of ours.
+                # above: this is the server building an invalid model (or one it cannot
+                # serialize), a bug of ours: a 500, logged, not the client's 400.
                 return await self.server_error(request, parsed)
             # The SDK raises ValueError for requests that are well-formed but do not apply
             # (a sync action on a non-widget item, for instance).

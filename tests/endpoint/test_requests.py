@@ -23,6 +23,7 @@ from chatkit.types import (
 )
 from django.test import AsyncClient, override_settings
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from chatkit_django.models import Feedback, Thread, ThreadItem
 from tests.chatkit_client import (
@@ -258,6 +259,8 @@ class FailingServer(EchoServer):
             raise ValueError("This action does not apply here.")
         if action.type == "invalid-model":
             TypeAdapter(int).validate_python("not a number")
+        if action.type == "unserializable":
+            TypeAdapter(object).dump_json(object())  # PydanticSerializationError
         raise RuntimeError("the responder crashed")
 
 
@@ -267,6 +270,8 @@ class FailingServer(EchoServer):
         ("not-applicable", 400, "invalid_request", "This action does not apply here."),
         # pydantic's ValidationError is a ValueError too, but here it is a server bug.
         ("invalid-model", 500, "server_error", "The server failed to answer."),
+        # So is an answer it cannot serialize (PydanticSerializationError, a ValueError).
+        ("unserializable", 500, "server_error", "The server failed to answer."),
         ("crash", 500, "server_error", "The server failed to answer."),
     ],
 )
@@ -287,7 +292,8 @@ async def test_errors_inside_the_server_are_answered_as_json(
     if status == 500:
         # Logged with the traceback, and signalled with the exception, as Django does for
         # views (error reporters hook got_request_exception).
-        expected = ValidationError if action == "invalid-model" else RuntimeError
+        expected = {"invalid-model": ValidationError, "unserializable": PydanticSerializationError}
+        expected = expected.get(action, RuntimeError)
         assert response.exc_info is not None
         assert isinstance(response.exc_info[1], expected)
         record = next(r for r in caplog.records if r.name == "chatkit_django.streaming")
