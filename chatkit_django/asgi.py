@@ -18,19 +18,47 @@ thread until it returns.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 import django
 from asgiref.sync import ThreadSensitiveContext
 from django.core.handlers.asgi import ASGIHandler
+from django.http import HttpResponseBase
 
 from chatkit_django._internal.compat import borrow_thread, return_thread
 from chatkit_django.conf import chatkit_settings
 
 #: True while a request is served on the shared threads (``serves_on_shared_threads``).
 _shared = ContextVar("chatkit_django.asgi.shared", default=False)
+
+#: The ASGI ``send`` of the response being sent, while it is (``writer``).
+_writer: ContextVar[Callable[[dict[str, Any]], Awaitable[None]] | None] = ContextVar(
+    "chatkit_django.asgi.writer", default=None
+)
+
+
+def writer() -> Callable[[dict[str, Any]], Awaitable[None]] | None:
+    """The ASGI ``send`` a streaming response may write its body to, if the handler says so.
+
+    Set while ``ChatKitASGIHandler`` (or ``ChatKitConsumer``) sends a response, after the
+    response has started: an ``EventStreamResponse`` then writes its events itself instead
+    of handing each one to the handler's loop (see ``EventStream.send_to``).
+    """
+    return _writer.get()
+
+
+@contextmanager
+def writing_to(send: Callable[[dict[str, Any]], Awaitable[None]]) -> Iterator[None]:
+    """Let the responses sent in this block write their body to ``send`` (see ``writer``)."""
+    token = _writer.set(send)
+    try:
+        yield
+    finally:
+        _writer.reset(token)
 
 
 def serves_on_shared_threads() -> bool:
@@ -90,6 +118,10 @@ class ChatKitASGIHandler(ASGIHandler):
         finally:
             _shared.reset(token)
             self.threads.release(index)
+
+    async def send_response(self, response: HttpResponseBase, send: Any) -> None:
+        with writing_to(send):
+            await super().send_response(response, send)
 
 
 def get_asgi_application() -> ChatKitASGIHandler:

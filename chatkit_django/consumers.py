@@ -21,6 +21,7 @@ from channels.generic.http import AsyncHttpConsumer
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
+from chatkit_django.asgi import writing_to
 from chatkit_django.streaming import ChatKitEndpointMixin, request_too_large_response
 
 
@@ -80,10 +81,12 @@ class ChatKitConsumer(ChatKitEndpointMixin, AsyncHttpConsumer):  # type: ignore[
             sender.result()
 
     async def _send_stream(self, response: StreamingHttpResponse) -> None:
-        # Django's __aiter__ is an async generator (the stubs say AsyncIterator).
-        async with aclosing(aiter(response)) as content:  # type: ignore[type-var]  # see above
-            async for part in content:
-                await self.send_body(part, more_body=True)
+        # An EventStreamResponse writes its events itself (chatkit_django.asgi.writer).
+        with writing_to(self.send):
+            # Django's __aiter__ is an async generator (the stubs say AsyncIterator).
+            async with aclosing(aiter(response)) as content:  # type: ignore[type-var]  # see above
+                async for part in content:
+                    await self.send_body(part, more_body=True)
         await self.send_body(b"")
 
     async def _wait_for_disconnect(self) -> None:

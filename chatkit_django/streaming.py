@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -30,7 +30,7 @@ from pydantic_core import PydanticSerializationError
 from rest_framework.exceptions import APIException
 
 from chatkit_django._internal.compat import streaming_iterator
-from chatkit_django.asgi import serves_on_shared_threads
+from chatkit_django.asgi import serves_on_shared_threads, writer
 from chatkit_django.authentication import AuthenticationMixin
 from chatkit_django.background import AnswerKeeper, get_answer_keeper
 from chatkit_django.conf import chatkit_settings
@@ -225,7 +225,7 @@ class ChatKitEndpointMixin(ThrottledEndpointMixin, AuthenticationMixin):
         release_every = (
             None if serves_on_shared_threads() else self.get_release_connections_seconds()
         )
-        events = sse_events(
+        events = EventStream(
             keeper.watch(result.json_events) if keeper is not None else result,
             self.get_keepalive_seconds(),
             release=self.release_connections if release_every else None,
@@ -248,13 +248,28 @@ class EventStreamResponse(StreamingHttpResponse):
     """A ``StreamingHttpResponse`` that hands its chunks to the ASGI handler as they are.
 
     Django's ``__aiter__`` passes every chunk through two more generators to coerce it to
-    bytes; ours are bytes already, and an SSE stream has one chunk per event.
+    bytes; ours are bytes already, and an SSE stream has one chunk per event. Given an
+    ``EventStream`` and iterated where ``chatkit_django.asgi.writer()`` is set (our ASGI
+    handler, ``ChatKitConsumer``), it lets the stream write itself (``EventStream.send_to``),
+    unless a middleware has put other content in its place.
     """
 
+    def __init__(self, streaming_content: Any = (), *args: Any, **kwargs: Any) -> None:
+        super().__init__(streaming_content, *args, **kwargs)
+        self.event_stream = (
+            streaming_content if isinstance(streaming_content, EventStream) else None
+        )
+        # What __aiter__ would serve: a middleware that wraps the content replaces it.
+        self._served = streaming_iterator(self) if self.is_async else None
+
     def __aiter__(self) -> AsyncIterator[bytes]:
-        if self.is_async:
-            return streaming_iterator(self)
-        return super().__aiter__()
+        if not self.is_async:
+            return super().__aiter__()
+        served = streaming_iterator(self)
+        send = writer()
+        if send is not None and self.event_stream is not None and served is self._served:
+            return self.event_stream.written_to(send)
+        return served
 
 
 def request_too_large_response(endpoint: ChatKitEndpointMixin) -> HttpResponse:
@@ -281,7 +296,7 @@ _DONE = object()
 
 #: How the SDK's stream announces its options: ``ChatKitServer`` sends this event when it hands
 #: over to ``respond()`` (or ``action()``), after it has stored the request's input (the new
-#: thread and the user message, a tool output...). ``sse_events`` does not cancel the stream
+#: thread and the user message, a tool output...). ``EventStream`` does not cancel the stream
 #: before it: a client that hangs up earlier still has its message saved.
 INPUT_STORED = b'data: {"type":"stream_options"'
 
@@ -291,7 +306,261 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
         waiter.set_result(None)
 
 
-async def sse_events(
+class EventStream:
+    """The SDK's SSE bytes, with a keep-alive comment after ``keepalive`` seconds of silence.
+
+    Every ``release_every`` seconds, ``release()`` runs between writes (the endpoint gives
+    back its database connections there, see ``release_connections``).
+
+    The SDK's generator runs in a task of its own (the producer), so that waiting for its
+    next event can time out without disturbing it. There are two ways to take its events:
+
+    - **read it** (``async for``, ``sse_events()``): the producer hands each event to the
+      reader. Events it produces while the reader is busy are buffered and go out in one
+      write; once ``max_buffer`` bytes wait, the producer stops asking the SDK for more
+      until the reader has taken them: a slow client holds the model's stream back instead
+      of making the server buffer the whole answer.
+    - **let it write** (``send_to(send)``, given the ASGI ``send``): the producer writes each
+      event itself, and the ASGI server's flow control holds it back for a slow client. No
+      event is handed from task to task; the caller only waits, writing the keep-alives.
+      ``chatkit_django.asgi``'s handler and ``ChatKitConsumer`` do this.
+
+    When the client goes away, the ASGI server cancels (or closes) the reader and we cancel
+    the producer where it waits inside the SDK, whose ``handle_stream_cancelled`` saves the
+    partial message before we return. Not before the producer has passed a chunk starting
+    with ``shield_until`` (``INPUT_STORED``), though: until then the SDK is storing the
+    request's input, and a hang-up must not lose the user's message or leave a thread
+    without it. A producer waiting for buffer space, or inside ``send``, is let go back into
+    the SDK first, so that its cancellation, too, lands there.
+
+    With a ``keeper`` the producer runs under ``keeper.own()`` and a hang-up cancels nothing:
+    the producer reads on, dropping the events, and ``keeper.detach()`` takes it over.
+
+    This runs once per event, so it waits on bare futures and keeps one timer per stream
+    rather than ``asyncio.Queue`` and ``asyncio.timeout()``, which cost several times more.
+    """
+
+    def __init__(
+        self,
+        result: StreamingResult | AsyncIterator[bytes],
+        keepalive: float,
+        release: Callable[[], Awaitable[None]] | None = None,
+        release_every: float | None = None,
+        *,
+        max_buffer: int | None = None,
+        shield_until: bytes | None = None,
+        keeper: AnswerKeeper | None = None,
+    ) -> None:
+        # The SDK's generator itself: StreamingResult's __aiter__ only re-yields it.
+        self.events = result.json_events if isinstance(result, StreamingResult) else result
+        self.keepalive = keepalive
+        self.release = release if release_every else None
+        self.release_every = release_every
+        self.limit = max_buffer if max_buffer else float("inf")
+        self.shield_until = shield_until
+        self.keeper = keeper
+        self.buffer: list[bytes] = []
+        self.buffered = 0  # bytes in buffer
+        self.outcome: list[Any] = []  # _DONE or the exception that ended the SDK's stream
+        self.waiter: asyncio.Future[None] | None = None  # the reader, waiting for news
+        self.space: asyncio.Future[None] | None = None  # set while the producer waits for room
+        self.shielded = shield_until is not None
+        self.abandoned = False  # the client went away
+        self.stopping = False
+        self.send: Any = None  # the ASGI send, when the producer writes itself
+        self.sending = False  # the producer is inside send()
+        self.release_due = False
+        self.handles: list[asyncio.TimerHandle] = []
+        self.last_write = 0.0
+        self.producer: asyncio.Task[None] | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.chunks()
+
+    # -- the producer ------------------------------------------------------------
+
+    def stop_if_abandoned(self) -> None:
+        # The producer cancels itself: the CancelledError lands at the SDK's next wait.
+        if self.abandoned and not self.shielded and not self.stopping:
+            self.stopping = True
+            asyncio.current_task().cancel()  # type: ignore[union-attr]  # runs in the producer task
+
+    async def produce(self) -> None:
+        send = self.send
+        try:
+            async for chunk in self.events:
+                if self.shielded and chunk.startswith(self.shield_until):  # type: ignore[arg-type]  # shielded only with shield_until
+                    self.shielded = False
+                if self.abandoned:
+                    self.stop_if_abandoned()
+                    continue
+                if send is not None:
+                    self.sending = True
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    self.sending = False
+                    self.last_write = self.loop.time()
+                    self.stop_if_abandoned()  # the client went away while we wrote
+                    continue
+                self.buffer.append(chunk)
+                self.buffered += len(chunk)
+                _wake(self.waiter)
+                if self.buffered >= self.limit:
+                    logger.debug("Slow client: %d bytes wait, holding the stream", self.buffered)
+                    self.space = self.loop.create_future()
+                    await self.space
+                    self.space = None
+                    self.stop_if_abandoned()
+        except Exception as e:  # noqa: BLE001 - logged by the reader, the stream ends cleanly
+            self.outcome.append(e)
+        else:
+            self.outcome.append(_DONE)
+        _wake(self.waiter)
+
+    # -- the reader --------------------------------------------------------------
+
+    def start(self) -> None:
+        loop = self.loop = asyncio.get_running_loop()
+        self.last_write = loop.time()
+        body = self.produce()
+        self.producer = loop.create_task(self.keeper.own(body) if self.keeper else body)
+        # One timer for the whole stream, re-armed from the last write, not one per wait.
+        self.handles.append(loop.call_at(self.last_write + self.keepalive, self.check_silence))
+        if self.release is not None:
+            self.handles.append(loop.call_later(self.release_every, self.call_for_release))  # type: ignore[arg-type]  # set with release
+
+    def check_silence(self) -> None:
+        due = self.last_write + self.keepalive
+        if self.loop.time() >= due:
+            _wake(self.waiter)
+            due = self.loop.time() + self.keepalive
+        self.handles[0] = self.loop.call_at(due, self.check_silence)
+
+    def call_for_release(self) -> None:
+        self.release_due = True
+        _wake(self.waiter)
+        self.handles[1] = self.loop.call_later(self.release_every, self.call_for_release)  # type: ignore[arg-type]  # armed only when set
+
+    async def wait(self) -> None:
+        """Until the producer has news, a silence is due, or a release."""
+        self.waiter = self.loop.create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+
+    async def release_if_due(self) -> None:
+        if self.release_due:
+            self.release_due = False
+            try:
+                await self.release()  # type: ignore[misc]  # release_due is set only with release
+            except Exception:
+                logger.exception("Releasing database connections during a stream failed")
+
+    def error_event(self) -> bytes:
+        # Raised outside the SDK's own error handling (a row vanished mid-way, say): end the
+        # stream with the SDK's error event rather than a broken connection.
+        logger.error("ChatKit stream failed", exc_info=self.outcome[0])
+        # A database failure is worth retrying (a restart); anything else is a bug.
+        event = ErrorEvent(
+            code=ErrorCode.STREAM_ERROR, allow_retry=is_database_unavailable(self.outcome[0])
+        )
+        return (
+            b"data: " + event.model_dump_json(by_alias=True, exclude_none=True).encode() + b"\n\n"
+        )
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        """The events, read: what ``async for`` over the stream runs."""
+        self.start()
+        try:
+            while True:
+                await self.release_if_due()
+                if not self.buffer and not self.outcome:
+                    await self.wait()
+                    if self.release_due:
+                        continue
+                    if not self.buffer and not self.outcome:
+                        self.last_write = self.loop.time()
+                        yield SSE_KEEPALIVE
+                        continue
+                if self.buffer:
+                    buffer = self.buffer
+                    chunk = buffer[0] if len(buffer) == 1 else b"".join(buffer)
+                    buffer.clear()
+                    self.buffered = 0
+                    _wake(self.space)
+                    self.last_write = self.loop.time()
+                    yield chunk
+                    continue
+                if self.outcome[0] is not _DONE:
+                    yield self.error_event()
+                return
+        finally:
+            await self.stop()
+
+    async def send_to(self, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """Write the events to the ASGI ``send`` as ``http.response.body`` messages.
+
+        The response has started; the caller sends the closing message. The producer writes
+        the events; this waits for its end, writing the keep-alives.
+        """
+        self.send = send
+        self.start()
+        try:
+            while not self.outcome:
+                await self.wait()
+                await self.release_if_due()
+                if (
+                    not self.outcome
+                    and not self.sending  # held back by flow control: no use in more
+                    and self.loop.time() >= self.last_write + self.keepalive
+                ):
+                    self.last_write = self.loop.time()
+                    await send(
+                        {"type": "http.response.body", "body": SSE_KEEPALIVE, "more_body": True}
+                    )
+            if self.outcome[0] is not _DONE:
+                await send(
+                    {"type": "http.response.body", "body": self.error_event(), "more_body": True}
+                )
+        finally:
+            await self.stop()
+
+    async def written_to(
+        self, send: Callable[[dict[str, Any]], Awaitable[None]]
+    ) -> AsyncGenerator[bytes, None]:
+        """``send_to(send)`` as an iterator with nothing to yield, for an ASGI handler that
+        iterates the response (``EventStreamResponse``)."""
+        await self.send_to(send)
+        return
+        yield b""  # type: ignore[unreachable]  # only makes this an async generator
+
+    async def stop(self) -> None:
+        for handle in self.handles:
+            handle.cancel()
+        producer = self.producer
+        if producer is None or producer.done():
+            return
+        self.abandoned = True
+        self.buffer.clear()
+        if self.shielded:
+            logger.debug("The client went away before its input was stored; storing it")
+        if self.keeper is not None:
+            self.stopping = True  # it never cancels itself: the answer runs to its end
+            _wake(self.space)
+            self.keeper.detach(producer)
+            return
+        if self.space is not None:
+            _wake(self.space)  # it stops itself once it is back inside the SDK
+        elif self.sending:
+            pass  # likewise, once send() returns (at once: the client has gone)
+        elif not self.shielded:
+            self.stopping = True
+            producer.cancel()
+        # Let the SDK store the input, or finish its cancellation handling, first.
+        await asyncio.wait({producer})
+
+
+def sse_events(
     result: StreamingResult | AsyncIterator[bytes],
     keepalive: float,
     release: Callable[[], Awaitable[None]] | None = None,
@@ -300,160 +569,14 @@ async def sse_events(
     max_buffer: int | None = None,
     shield_until: bytes | None = None,
     keeper: AnswerKeeper | None = None,
-) -> AsyncIterator[bytes]:
-    """The SDK's SSE bytes, with a keep-alive comment after ``keepalive`` seconds of silence.
-
-    Every ``release_every`` seconds, ``release()`` runs between writes (the endpoint gives
-    back its database connections there, see ``release_connections``).
-
-    The SDK's generator runs in a task of its own (the producer), so waiting for its next
-    event can time out without disturbing it. Events it produces while the client is busy
-    are buffered and go out in one write; once ``max_buffer`` bytes wait, the producer stops
-    asking the SDK for more until the client has taken them: a slow client holds the model's
-    stream back instead of making the server buffer the whole answer.
-
-    When the client goes away, the ASGI server cancels (or closes) us and we cancel the
-    producer where it waits inside the SDK, whose ``handle_stream_cancelled`` saves the
-    partial message before we return. Not before the producer has passed a chunk starting
-    with ``shield_until`` (``INPUT_STORED``), though: until then the SDK is storing the
-    request's input, and a hang-up must not lose the user's message or leave a thread
-    without it. A producer waiting for buffer space is woken first, so that its
-    cancellation, too, lands inside the SDK.
-
-    With a ``keeper`` the producer runs under ``keeper.own()`` and a hang-up cancels nothing:
-    the producer reads on, dropping the events, and ``keeper.detach()`` takes it over.
-
-    This runs once per event, so it waits on bare futures and keeps one timer per stream
-    rather than ``asyncio.Queue`` and ``asyncio.timeout()``, which cost several times more.
-    """
-    loop = asyncio.get_running_loop()
-    buffer: list[bytes] = []
-    buffered = 0  # bytes in buffer
-    limit = max_buffer if max_buffer else float("inf")
-    outcome: list[Any] = []  # _DONE or the exception that ended the SDK's stream
-    waiter: asyncio.Future[None] | None = None  # the reader, waiting for an event
-    space: asyncio.Future[None] | None = None  # set while the producer waits for the reader
-    shielded = shield_until is not None
-    abandoned = False  # the client went away
-    stopping = False
-
-    # The SDK's generator itself: StreamingResult's __aiter__ only re-yields it.
-    events: Any = getattr(result, "json_events", result)
-
-    def stop_if_abandoned() -> None:
-        # The producer cancels itself: the CancelledError lands at the SDK's next wait.
-        nonlocal stopping
-        if abandoned and not shielded and not stopping:
-            stopping = True
-            asyncio.current_task().cancel()  # type: ignore[union-attr]  # runs in the producer task
-
-    async def produce() -> None:
-        nonlocal buffered, space, shielded
-        try:
-            async for chunk in events:
-                if shielded and chunk.startswith(shield_until):
-                    shielded = False
-                if abandoned:
-                    stop_if_abandoned()
-                    continue
-                buffer.append(chunk)
-                buffered += len(chunk)
-                _wake(waiter)
-                if buffered >= limit:
-                    logger.debug("Slow client: %d bytes wait, holding the stream", buffered)
-                    space = loop.create_future()
-                    await space
-                    space = None
-                    stop_if_abandoned()
-        except Exception as e:  # noqa: BLE001 - logged below, the stream ends cleanly
-            outcome.append(e)
-        else:
-            outcome.append(_DONE)
-        _wake(waiter)
-
-    # One timer for the whole stream, re-armed from the last write, rather than one per wait.
-    last_write = loop.time()
-    timer: asyncio.TimerHandle | None = None
-
-    def check_silence() -> None:
-        nonlocal timer
-        due = last_write + keepalive
-        if loop.time() >= due:
-            _wake(waiter)
-            due = loop.time() + keepalive
-        timer = loop.call_at(due, check_silence)
-
-    release_due = False
-    release_timer: asyncio.TimerHandle | None = None
-
-    def call_for_release() -> None:
-        nonlocal release_due, release_timer
-        release_due = True
-        _wake(waiter)
-        release_timer = loop.call_later(release_every, call_for_release)  # type: ignore[arg-type]  # armed only when set
-
-    producer = asyncio.create_task(keeper.own(produce()) if keeper is not None else produce())
-    timer = loop.call_at(last_write + keepalive, check_silence)
-    if release is not None and release_every:
-        release_timer = loop.call_later(release_every, call_for_release)
-    try:
-        while True:
-            if release_due:
-                release_due = False
-                try:
-                    await release()  # type: ignore[misc]  # release_due is set only with release
-                except Exception:
-                    logger.exception("Releasing database connections during a stream failed")
-            if not buffer and not outcome:
-                waiter = loop.create_future()
-                try:
-                    await waiter
-                finally:
-                    waiter = None
-                if release_due:
-                    continue
-                if not buffer and not outcome:
-                    last_write = loop.time()
-                    yield SSE_KEEPALIVE
-                    continue
-            if buffer:
-                chunk = buffer[0] if len(buffer) == 1 else b"".join(buffer)
-                buffer.clear()
-                buffered = 0
-                _wake(space)
-                last_write = loop.time()
-                yield chunk
-                continue
-            if outcome[0] is _DONE:
-                return
-            # Raised outside the SDK's own error handling (a row vanished mid-way, say):
-            # end the stream with the SDK's error event rather than a broken connection.
-            logger.error("ChatKit stream failed", exc_info=outcome[0])
-            # A database failure is worth retrying (a restart); anything else is a bug.
-            event = ErrorEvent(
-                code=ErrorCode.STREAM_ERROR, allow_retry=is_database_unavailable(outcome[0])
-            )
-            payload = event.model_dump_json(by_alias=True, exclude_none=True).encode()
-            yield b"data: " + payload + b"\n\n"
-            return
-    finally:
-        for handle in (timer, release_timer):
-            if handle is not None:
-                handle.cancel()
-        if not producer.done():
-            abandoned = True
-            buffer.clear()
-            if shielded:
-                logger.debug("The client went away before its input was stored; storing it")
-            if keeper is not None:
-                stopping = True  # it never cancels itself: the answer runs to its end
-                _wake(space)
-                keeper.detach(producer)
-            else:
-                if space is not None:
-                    _wake(space)  # it stops itself once it is back inside the SDK
-                elif not shielded:
-                    stopping = True
-                    producer.cancel()
-                # Let the SDK store the input, or finish its cancellation handling, first.
-                await asyncio.wait({producer})
+) -> AsyncGenerator[bytes, None]:
+    """The events of an ``EventStream``, read (see there)."""
+    return EventStream(
+        result,
+        keepalive,
+        release,
+        release_every,
+        max_buffer=max_buffer,
+        shield_until=shield_until,
+        keeper=keeper,
+    ).chunks()

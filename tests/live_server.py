@@ -119,9 +119,12 @@ def session(user_factory: Any) -> tuple[Any, dict[str, str], dict[str, str]]:
     return user, cookies, {"X-CSRFToken": token, "Content-Type": "application/json"}
 
 
+#: The endpoint under Django's ASGI handler, the Channels consumer, and chatkit_django.asgi's
+#: handler (shared request threads; the stream writes its events itself).
 APPS = {
     "view": "tests.asgi:application",
     "consumer": "tests.channels_asgi:application",
+    "shared threads": "tests.shared_asgi:application",
 }
 
 

@@ -1,4 +1,5 @@
-"""``sse_events``: the pump between the SDK's stream and the response, on its own."""
+"""``EventStream``: between the SDK's stream and the response, on its own; read
+(``sse_events``) and writing itself to an ASGI ``send`` (``send_to``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import json
 
 import pytest
 
-from chatkit_django.streaming import INPUT_STORED, SSE_KEEPALIVE, EventStreamResponse, sse_events
+from chatkit_django.asgi import writing_to
+from chatkit_django.streaming import (
+    INPUT_STORED,
+    SSE_KEEPALIVE,
+    EventStream,
+    EventStreamResponse,
+    sse_events,
+)
 
 
 class Script:
@@ -292,3 +300,250 @@ async def test_the_sdk_announces_stream_options_right_after_storing_the_input(au
     marked = [i for i, chunk in enumerate(chunks) if chunk.startswith(INPUT_STORED)]
     assert marked == [2]
     assert kinds == ["thread.created", "thread.item.done", "stream_options", "thread.item.done"]
+
+
+# -- the stream writes itself (send_to) -----------------------------------------------------
+
+
+class Sent:
+    """An ASGI ``send``: keeps the bodies; ``block()`` makes the next calls wait, as a server's
+    flow control does for a client that does not read."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.open = asyncio.Event()
+        self.open.set()
+        self.waiting = 0
+        self.wrote = asyncio.Event()  # set once something was written
+
+    def block(self) -> None:
+        self.open.clear()
+
+    async def __call__(self, message: dict) -> None:
+        assert message["type"] == "http.response.body"
+        assert message["more_body"] is True  # the caller sends the closing message
+        self.waiting += 1
+        await self.open.wait()
+        self.waiting -= 1
+        self.bodies.append(message["body"])
+        self.wrote.set()
+
+
+async def test_the_stream_writes_each_event_to_send_as_it_comes():
+    script = Script(b"a", 0.01, b"b", b"c")
+    sent = Sent()
+    await EventStream(script, keepalive=5).send_to(sent)
+    assert sent.bodies == [b"a", b"b", b"c"]  # one message per event, nothing buffered
+    assert script.finished
+
+
+async def test_the_writing_stream_sends_keepalives_in_silences():
+    script = Script(b"a", 0.35, b"b")
+    sent = Sent()
+    await EventStream(script, keepalive=0.1).send_to(sent)
+    assert sent.bodies[0] == b"a"
+    assert sent.bodies[-1] == b"b"
+    assert 2 <= sent.bodies.count(SSE_KEEPALIVE) <= 3
+    assert set(sent.bodies[1:-1]) == {SSE_KEEPALIVE}
+
+
+async def test_the_writing_stream_counts_the_silence_from_the_last_write():
+    script = Script(b"a", 0.06, b"b", 0.06, b"c", 0.06, b"d", 0.06, b"e")
+    sent = Sent()
+    await EventStream(script, keepalive=0.1).send_to(sent)
+    assert sent.bodies == [b"a", b"b", b"c", b"d", b"e"]
+
+
+async def test_the_writing_stream_ends_a_failed_stream_with_the_error_event():
+    sent = Sent()
+    await EventStream(Script(b"a", RuntimeError("row vanished")), keepalive=5).send_to(sent)
+    assert sent.bodies[0] == b"a"
+    event = json.loads(sent.bodies[-1][len(b"data: ") :])
+    assert event == {"type": "error", "code": "stream.error", "allow_retry": False}
+
+
+async def test_a_hang_up_cancels_the_writing_stream_inside_the_sdk():
+    script = Script(b"a", float("inf"), b"never")
+    sent = Sent()
+    task = asyncio.create_task(EventStream(script, keepalive=5).send_to(sent))
+    await sent.wrote.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The task ended only after the SDK's cancellation handling had run.
+    assert script.cancelled
+    assert sent.bodies == [b"a"]
+
+
+async def test_a_client_that_does_not_read_holds_the_sdk_back():
+    flood = Flood(count=1000, size=1000)
+    sent = Sent()
+    sent.block()
+    task = asyncio.create_task(EventStream(flood, keepalive=0.05).send_to(sent))
+    await asyncio.sleep(0.2)
+    # One event waits in send(); the SDK is not asked for more, and no keep-alive is
+    # written behind it (the client is not reading).
+    assert flood.produced == 1
+    assert sent.waiting == 1
+    sent.open.set()
+    await task
+    assert b"".join(b for b in sent.bodies if b != SSE_KEEPALIVE) == b"".join(
+        str(i % 10).encode() * 1000 for i in range(1000)
+    )
+
+
+async def test_a_hang_up_while_send_waits_cancels_inside_the_sdk_not_in_send():
+    flood = Flood(count=1000, size=1000)
+    sent = Sent()
+    sent.block()
+    task = asyncio.create_task(EventStream(flood, keepalive=5).send_to(sent))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert not task.done()  # waiting for send() to let go
+    assert not flood.cancelled
+    sent.open.set()  # as the server does for a client that has gone
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Back in the SDK, which got the cancellation at its next wait: no event later.
+    assert flood.cancelled
+    assert flood.produced == 1
+
+
+async def test_a_hang_up_before_the_input_is_stored_lets_the_writing_stream_store_it():
+    script = Script(b"created", float("inf"), OPTIONS, 5.0, b"never")
+    sent = Sent()
+    task = asyncio.create_task(
+        EventStream(script, keepalive=5, shield_until=INPUT_STORED).send_to(sent)
+    )
+    await sent.wrote.wait()
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert not task.done()  # waiting for the input to be stored
+    assert not script.cancelled
+    script.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert script.cancelled
+    assert not script.finished
+    assert sent.bodies == [b"created"]  # nothing written after the hang-up
+
+
+async def test_the_writing_stream_releases_connections_on_its_interval():
+    calls = []
+
+    async def release():
+        calls.append(1)
+
+    sent = Sent()
+    stream = EventStream(Script(b"a", 0.35, b"b"), keepalive=5, release=release, release_every=0.1)
+    await stream.send_to(sent)
+    assert sent.bodies == [b"a", b"b"]
+    assert 2 <= len(calls) <= 4
+
+
+async def test_no_timer_outlives_the_writing_stream():
+    loop = asyncio.get_running_loop()
+    before = {h for h in loop._scheduled if not h.cancelled()}
+    await EventStream(Script(b"a", 0.01, b"b"), keepalive=0.05).send_to(Sent())
+    after = {h for h in loop._scheduled if not h.cancelled()}
+    assert after <= before
+
+
+async def test_the_response_lets_its_stream_write_itself_where_a_writer_is_set():
+    sent = Sent()
+    response = EventStreamResponse(
+        EventStream(Script(b"a", b"b"), keepalive=5), content_type="text/event-stream"
+    )
+    with writing_to(sent):
+        chunks = [chunk async for chunk in response]
+    assert chunks == []  # nothing for the handler to write
+    assert sent.bodies == [b"a", b"b"]
+
+
+async def test_without_a_writer_the_response_is_read():
+    response = EventStreamResponse(
+        EventStream(Script(b"a", 0.01, b"b"), keepalive=5), content_type="text/event-stream"
+    )
+    assert [chunk async for chunk in response] == [b"a", b"b"]
+
+
+async def test_content_a_middleware_put_in_place_is_read_even_with_a_writer():
+    async def wrapped(inner):
+        async for chunk in inner:
+            yield chunk.upper()
+
+    sent = Sent()
+    response = EventStreamResponse(
+        EventStream(Script(b"a"), keepalive=5), content_type="text/event-stream"
+    )
+    response.streaming_content = wrapped(response.streaming_content)
+    with writing_to(sent):
+        chunks = [chunk async for chunk in response]
+    assert chunks == [b"A"]
+    assert sent.bodies == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("app", "writes"),
+    [
+        ("tests.shared_asgi", True),  # chatkit_django.asgi's handler
+        ("channels", True),  # ChatKitConsumer
+        ("tests.asgi", False),  # Django's own handler reads the stream
+    ],
+)
+def test_which_handlers_let_the_stream_write_itself(app, writes, monkeypatch, user_factory):
+    from asgiref.sync import async_to_sync
+    from asgiref.testing import ApplicationCommunicator
+    from django.test import Client
+
+    from chatkit_django.consumers import ChatKitConsumer
+    from tests.chatkit_client import ENDPOINT, body, create_req, parse_sse
+
+    written = []
+    send_to = EventStream.send_to
+
+    async def spy(self, send):
+        written.append(self)
+        await send_to(self, send)
+
+    monkeypatch.setattr(EventStream, "send_to", spy)
+    client = Client()
+    client.force_login(user_factory())
+    cookie = f"sessionid={client.cookies['sessionid'].value}; csrftoken={'c' * 32}"
+    if app == "channels":
+        application = ChatKitConsumer.as_asgi()
+    else:
+        application = __import__(app, fromlist=["application"]).application
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "path": ENDPOINT,
+        "query_string": b"",
+        "headers": [
+            (b"cookie", cookie.encode()),
+            (b"x-csrftoken", b"c" * 32),
+            (b"content-type", b"application/json"),
+        ],
+    }
+
+    async def request() -> tuple[int, bytes]:
+        communicator = ApplicationCommunicator(application, scope)
+        await communicator.send_input(
+            {"type": "http.request", "body": body(create_req("hi")).encode()}
+        )
+        start = await communicator.receive_output(10)
+        received = b""
+        while (message := await communicator.receive_output(10)).get("more_body"):
+            received += message["body"]
+        await communicator.wait(10)
+        return start["status"], received + message.get("body", b"")
+
+    status, received = async_to_sync(request)()
+    assert status == 200
+    events = parse_sse(received)
+    assert events[0]["type"] == "thread.created"
+    assert events[-1]["type"] == "thread.item.done"
+    assert len(written) == (1 if writes else 0)

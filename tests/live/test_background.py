@@ -44,13 +44,11 @@ def finish_env(marks: Path, **settings: Any) -> dict[str, str]:
     }
 
 
-# Django's handler, the Channels consumer, and chatkit_django.asgi's shared request threads.
-FINISH_APPS = {**APPS, "shared threads": "tests.shared_asgi:application"}
 
 
-@pytest.fixture(params=sorted(FINISH_APPS))
+@pytest.fixture(params=sorted(APPS))
 def app(request):
-    return FINISH_APPS[request.param]
+    return APPS[request.param]
 
 
 def start_and_hang_up(base: str, cookies: Any, headers: Any, text: str) -> str:

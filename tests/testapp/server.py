@@ -158,18 +158,12 @@ class RecordingServer(EchoServer):
 
 
 class _StreamReports(logging.Handler):
-    """What ``sse_events`` reports at debug level, for ``HangUpServer``'s tests.
-
-    A client gone before its input was stored sets ``HANG_UP_NOTICED``; a producer held back
-    by a slow client writes how much the responder had produced by then to the file ``held``.
-    """
+    """What ``EventStream`` reports at debug level, for ``HangUpServer``'s tests: a client
+    gone before its input was stored sets ``HANG_UP_NOTICED``."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message.startswith("The client went away before its input was stored"):
+        if record.getMessage().startswith("The client went away before its input was stored"):
             HANG_UP_NOTICED.set()
-        elif message.startswith("Slow client") and FLOOD["produced"]:
-            mark("held", str(FLOOD["produced"]))
 
 
 def mark(name: str, text: str) -> None:
@@ -262,11 +256,16 @@ class HangUpServer(ScriptedServer):
     ) -> AsyncIterator[ThreadStreamEvent]:
         """``X-Test-Flood: <count>x<size>``: as many progress events as fast as they are taken,
         then the answer "flood done". The file ``progress`` has the bytes yielded so far
-        (every MiB), ``finished`` appears at the end."""
+        (every MiB), ``finished`` appears at the end. Not asked for the next event for half
+        a second, it writes the bytes yielded by then to the file ``held``: the endpoint is
+        holding it back."""
+        loop = asyncio.get_running_loop()
         FLOOD["produced"] = 0
         for i in range(count):
-            yield ProgressUpdateEvent(text=str(i % 10) * size)
             FLOOD["produced"] += size
+            stalled = loop.call_later(0.5, mark, "held", str(FLOOD["produced"]))
+            yield ProgressUpdateEvent(text=str(i % 10) * size)
+            stalled.cancel()
             if FLOOD["produced"] % (1024 * 1024) < size:
                 mark("progress", str(FLOOD["produced"]))
             await asyncio.sleep(0)  # a model stream's own awaits
