@@ -386,35 +386,50 @@ class EventStream:
             asyncio.current_task().cancel()  # type: ignore[union-attr]  # runs in the producer task
 
     async def produce(self) -> None:
-        send = self.send
         try:
-            async for chunk in self.events:
-                if self.shielded and chunk.startswith(self.shield_until):  # type: ignore[arg-type]  # shielded only with shield_until
-                    self.shielded = False
-                if self.abandoned:
-                    self.stop_if_abandoned()
-                    continue
-                if send is not None:
-                    self.sending = True
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    self.sending = False
-                    self.last_write = self.loop.time()
-                    self.stop_if_abandoned()  # the client went away while we wrote
-                    continue
-                self.buffer.append(chunk)
-                self.buffered += len(chunk)
-                _wake(self.waiter)
-                if self.buffered >= self.limit:
-                    logger.debug("Slow client: %d bytes wait, holding the stream", self.buffered)
-                    self.space = self.loop.create_future()
-                    await self.space
-                    self.space = None
-                    self.stop_if_abandoned()
+            await (self.write_events() if self.send is not None else self.hand_over_events())
         except Exception as e:  # noqa: BLE001 - logged by the reader, the stream ends cleanly
             self.outcome.append(e)
         else:
             self.outcome.append(_DONE)
         _wake(self.waiter)
+
+    def passes_shield(self, chunk: bytes) -> None:
+        if chunk.startswith(self.shield_until):  # type: ignore[arg-type]  # shielded only with shield_until
+            self.shielded = False
+
+    async def hand_over_events(self) -> None:
+        """Each event into the buffer, for the reader; wait for room when it is full."""
+        async for chunk in self.events:
+            if self.shielded:
+                self.passes_shield(chunk)
+            if self.abandoned:
+                self.stop_if_abandoned()
+                continue
+            self.buffer.append(chunk)
+            self.buffered += len(chunk)
+            _wake(self.waiter)
+            if self.buffered >= self.limit:
+                logger.debug("Slow client: %d bytes wait, holding the stream", self.buffered)
+                self.space = self.loop.create_future()
+                await self.space
+                self.space = None
+                self.stop_if_abandoned()
+
+    async def write_events(self) -> None:
+        """Each event to ``send``; the server's flow control holds us back for a slow client."""
+        send, clock = self.send, self.loop.time
+        async for chunk in self.events:
+            if self.shielded:
+                self.passes_shield(chunk)
+            if self.abandoned:
+                self.stop_if_abandoned()
+                continue
+            self.sending = True
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            self.sending = False
+            self.last_write = clock()
+            self.stop_if_abandoned()  # the client went away while we wrote
 
     # -- the reader --------------------------------------------------------------
 
