@@ -43,5 +43,8 @@ else:
     }
 STORAGES = {"default": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-CHATKIT = {"SERVER_CLASS": "benchmarks.endpoint_server.BenchServer"}
+CHATKIT = {
+    "SERVER_CLASS": "benchmarks.endpoint_server.BenchServer",
+    "REQUEST_THREADS": int(os.environ.get("BENCH_REQUEST_THREADS", "8")),
+}
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "ERROR"}}

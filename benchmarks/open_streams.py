@@ -14,10 +14,12 @@ each, one at a time, on the same database, store and responder. Each round, for 
    Counted: errors (any status but 200, a broken stream, an ``error`` event), time to first
    event, and the answers saved in the database in full.
 
-It prints one table with the median of the rounds and their spread (min-max). No thresholds
-are asserted: read the numbers.
+It prints one table with the median of the rounds and their spread (min-max), and, for each
+app beside the FastAPI app, its CPU costs divided by the FastAPI app's of the same round (the
+apps take turns in every round, so the machine's drift hits them alike; the ratios' median is
+the comparison to read on a noisy machine). No thresholds are asserted: read the numbers.
 
-    BENCH_DB=postgres .venv/bin/python benchmarks/open_streams.py --rounds 3
+    BENCH_DB=postgres .venv/bin/python benchmarks/open_streams.py
 
 ``--apps django-stock`` adds the endpoint under Django's own ``get_asgi_application()`` (a
 thread per request for as long as it streams), for comparison.
@@ -207,7 +209,7 @@ def saved_answers(thread_ids: list[str | None], args: argparse.Namespace) -> int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--apps", default="django,fastapi")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--open", type=int, default=1000)
     parser.add_argument("--arrival", type=float, default=10.0)
     parser.add_argument("--deltas", type=int, default=60)
@@ -261,6 +263,17 @@ def table(results: dict[str, list[dict[str, float]]], apps: list[str], args: Any
             median, low, high = statistics.median(values), min(values), max(values)
             cells.append(f"{number(median)} ({number(low)}-{number(high)})")
         lines.append(f"{key:15}" + "".join(f"{c:>24}" for c in cells))
+    if "fastapi" in apps:
+        for key in ("CPU/stream ms", "CPU/event us"):
+            cells = []
+            for name in apps:
+                ratios = [
+                    r[key] / b[key] for r, b in zip(results[name], results["fastapi"], strict=True)
+                ]
+                median, low, high = statistics.median(ratios), min(ratios), max(ratios)
+                cells.append(f"{median:.2f}x ({low:.2f}-{high:.2f})")
+            label = key.split()[0] + " /FastAPI"
+            lines.append(f"{label:15}" + "".join(f"{c:>24}" for c in cells))
     return "\n".join(lines)
 
 
