@@ -238,7 +238,11 @@ class DjangoStore(Store[TContext]):
     # -- ids -----------------------------------------------------------------
 
     def generate_thread_id(self, context: TContext) -> str:
-        return generate_id("thread")
+        thread_id = generate_id("thread")
+        if len(_new_thread_ids) >= _NEW_THREAD_IDS_KEPT:
+            _new_thread_ids.clear()  # ids never saved (a failed request): they cost one UPDATE
+        _new_thread_ids.add(thread_id)
+        return thread_id
 
     def generate_item_id(
         self, item_type: StoreItemType, thread: ThreadMetadata, context: TContext
@@ -281,7 +285,10 @@ class DjangoStore(Store[TContext]):
         fields = self.thread_fields(thread)
         fields["updated_at"] = timezone.now()
         threads = self.thread_model.objects
-        if await threads.filter(
+        if thread.id in _new_thread_ids:
+            # threads.create: a thread we just named cannot exist yet, so no UPDATE first.
+            _new_thread_ids.discard(thread.id)
+        elif await threads.filter(
             pk=thread.id, owner_id=user.pk, **self.scope_lookup(context)
         ).aupdate(**fields):
             return
@@ -778,6 +785,12 @@ def _has_perm(user: UserLike, perm: str, obj: models.Model) -> bool:
     # ``ahas_perm``, and object-level backends (django-guardian, django-rules) are sync.
     # has_perm() is PermissionsMixin's: a user model without it has no permissions API.
     return user.has_perm(perm) or user.has_perm(perm, obj)  # type: ignore[union-attr]  # see above
+
+
+#: Thread ids ``generate_thread_id()`` handed out and not saved yet: their first save is an
+#: INSERT, without the UPDATE that would find nothing (``DjangoStore.save_thread``).
+_new_thread_ids: set[str] = set()
+_NEW_THREAD_IDS_KEPT = 10_000
 
 
 @sync_to_async

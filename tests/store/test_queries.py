@@ -126,6 +126,13 @@ async def test_writes(store: DjangoStore, ctx: ChatKitContext, big_thread: Any) 
         await store.save_thread(thread, ctx)  # UPDATE finds nothing, INSERT
     async with assert_queries(1):
         await store.save_thread(thread.model_copy(update={"title": "t"}), ctx)
+    # threads.create: the SDK saves a thread under an id the store just generated, which
+    # cannot exist yet: INSERT only.
+    created = make_thread(created_at=T0).model_copy(update={"id": store.generate_thread_id(ctx)})
+    async with assert_queries(1):
+        await store.save_thread(created, ctx)
+    async with assert_queries(1):  # saved again: an UPDATE, as for any stored thread
+        await store.save_thread(created.model_copy(update={"title": "t"}), ctx)
     item = make_user_message(big_thread.id)
     async with assert_queries(2):
         await store.add_thread_item(big_thread.id, item, ctx)  # touch thread, INSERT
@@ -140,6 +147,25 @@ async def test_writes(store: DjangoStore, ctx: ChatKitContext, big_thread: Any) 
         await store.save_attachment(attachment, ctx)
     async with assert_queries(3):  # access check, then the ORM loads the row for post_delete
         await store.delete_attachment(attachment.id, ctx)
+
+
+async def test_a_generated_id_saved_meanwhile_is_updated_not_lost(
+    store: DjangoStore, ctx: ChatKitContext
+) -> None:
+    # The INSERT-only save of a generated id falls back to the usual path when the id is
+    # taken after all (a retried request, a subclass saving it first).
+    thread = make_thread(created_at=T0).model_copy(update={"id": store.generate_thread_id(ctx)})
+    await models.Thread.objects.acreate(
+        id=thread.id,
+        owner=ctx.user,
+        created_at=T0.replace(tzinfo=models_tz()),
+        seq=next_seq(),
+        data={},
+    )
+    await store.save_thread(thread.model_copy(update={"title": "kept"}), ctx)
+    row = await models.Thread.objects.aget(pk=thread.id)
+    assert row.title == "kept"
+    assert (await store.load_thread(thread.id, ctx)).title == "kept"
 
 
 async def test_delete_thread_is_constant(
