@@ -3,11 +3,11 @@
 Both apps (``benchmarks/endpoint_throughput.py`` describes them) run under uvicorn, one worker
 each, one at a time, on the same database, store and responder. Each round, for each app:
 
-1. **cost**: ``--cost-streams`` streams with no deltas, then as many with ``--cost-deltas``
-   deltas each (no delay), ``--concurrency`` at a time. The server process's CPU time
-   (``utime + stime`` in ``/proc/<pid>/stat``) over the first phase, divided by the streams,
-   is the CPU per stream (its start and its end); the difference between the phases,
-   divided by the extra events, is the CPU per event.
+1. **cost**: ``--cost-streams`` streams with no deltas, then ``--event-streams`` with
+   ``--cost-deltas`` deltas each (no delay), ``--concurrency`` at a time. The server
+   process's CPU time (``utime + stime`` in ``/proc/<pid>/stat``) over the first phase,
+   divided by the streams, is the CPU per stream (its start and its end); the second
+   phase's, less its streams' starts and ends, divided by its deltas, is the CPU per event.
 2. **open**: ``--open`` streams arriving evenly over ``--arrival`` seconds, each answered
    with ``--deltas`` deltas, one every ``--delay`` seconds, so that they are all open at
    once. Sampled every 0.25 s: the server's RSS and OS threads (``/proc/<pid>/status``).
@@ -134,19 +134,21 @@ async def cost_phase(port: int, cookie: str, pid: int, args: argparse.Namespace)
         async with gate:
             return await one_stream(port, cookie, body)
 
-    async def run(deltas: int) -> float:
+    async def run(deltas: int, streams: int) -> float:
         body = create_body(deltas, 0)
         before = cpu_seconds(pid)
-        results = await asyncio.gather(*(gated(body) for _ in range(args.cost_streams)))
+        results = await asyncio.gather(*(gated(body) for _ in range(streams)))
         assert all(r["ok"] for r in results), [r for r in results if not r["ok"]][:3]
         return cpu_seconds(pid) - before
 
-    await run(0)  # warm-up: imports, the pool at its working size
-    plain = await run(0)
-    long = await run(args.cost_deltas)
+    await run(0, args.cost_streams)  # warm-up: imports, the pool at its working size
+    plain = await run(0, args.cost_streams) / args.cost_streams
+    # Long answers, so that their events, not their starts, are most of the CPU time.
+    long = await run(args.cost_deltas, args.event_streams)
+    events = args.event_streams * args.cost_deltas
     return {
-        "CPU/stream ms": plain / args.cost_streams * 1000,
-        "CPU/event us": (long - plain) / (args.cost_streams * args.cost_deltas) * 1e6,
+        "CPU/stream ms": plain * 1000,
+        "CPU/event us": (long - plain * args.event_streams) / events * 1e6,
     }
 
 
@@ -215,7 +217,8 @@ def main() -> None:
     parser.add_argument("--deltas", type=int, default=60)
     parser.add_argument("--delay", type=float, default=0.5)
     parser.add_argument("--cost-streams", type=int, default=200)
-    parser.add_argument("--cost-deltas", type=int, default=100)
+    parser.add_argument("--cost-deltas", type=int, default=1000)
+    parser.add_argument("--event-streams", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=20)
     args = parser.parse_args()
     apps = args.apps.split(",")
@@ -251,7 +254,8 @@ def table(results: dict[str, list[dict[str, float]]], apps: list[str], args: Any
     lines = [
         (
             f"{args.open} streams arriving over {args.arrival:g} s, {args.deltas} deltas every "
-            f"{args.delay:g} s; cost: {args.cost_streams} streams x 0 and {args.cost_deltas} deltas"
+            f"{args.delay:g} s; cost: {args.cost_streams} streams x 0 and {args.event_streams} x "
+            f"{args.cost_deltas} deltas"
             f"; {args.rounds} rounds, {db}, uvicorn 1 worker each; median (min-max)"
         ),
         f"{'':15}" + "".join(f"{name:>24}" for name in apps),
