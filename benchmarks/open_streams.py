@@ -47,6 +47,8 @@ APPS = {  # name: (ASGI application, environment)
     "django": ("benchmarks.endpoint_asgi:application", {}),
     "django-stock": ("benchmarks.endpoint_asgi:application", {"BENCH_ASGI": "django"}),
     "fastapi": ("benchmarks.endpoint_fastapi:app", {}),
+    # chatkit_django.asgi with one request thread: no two threads contend for the GIL.
+    "django-1-thread": ("benchmarks.endpoint_asgi:application", {"BENCH_REQUEST_THREADS": "1"}),
 }
 TICK = os.sysconf("SC_CLK_TCK")
 
