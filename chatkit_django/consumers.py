@@ -74,7 +74,7 @@ class ChatKitConsumer(ChatKitEndpointMixin, AsyncHttpConsumer):  # type: ignore[
         await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
         for task in (listener, sender):
             if not task.done():
-                # Cancelling the sender runs the SDK's cancellation handling (see sse_events).
+                # Cancelling the sender runs the SDK's cancellation handling (see EventStream).
                 task.cancel()
                 await asyncio.wait({task})
         if not sender.cancelled():

@@ -315,7 +315,7 @@ class EventStream:
     The SDK's generator runs in a task of its own (the producer), so that waiting for its
     next event can time out without disturbing it. There are two ways to take its events:
 
-    - **read it** (``async for``, ``sse_events()``): the producer hands each event to the
+    - **read it** (``async for``, ``chunks()``): the producer hands each event to the
       reader. Events it produces while the reader is busy are buffered and go out in one
       write; once ``max_buffer`` bytes wait, the producer stops asking the SDK for more
       until the reader has taken them: a slow client holds the model's stream back instead
@@ -573,25 +573,3 @@ class EventStream:
             producer.cancel()
         # Let the SDK store the input, or finish its cancellation handling, first.
         await asyncio.wait({producer})
-
-
-def sse_events(
-    result: StreamingResult | AsyncIterator[bytes],
-    keepalive: float,
-    release: Callable[[], Awaitable[None]] | None = None,
-    release_every: float | None = None,
-    *,
-    max_buffer: int | None = None,
-    shield_until: bytes | None = None,
-    keeper: AnswerKeeper | None = None,
-) -> AsyncGenerator[bytes, None]:
-    """The events of an ``EventStream``, read (see there)."""
-    return EventStream(
-        result,
-        keepalive,
-        release,
-        release_every,
-        max_buffer=max_buffer,
-        shield_until=shield_until,
-        keeper=keeper,
-    ).chunks()

@@ -1,5 +1,5 @@
 """``EventStream``: between the SDK's stream and the response, on its own; read
-(``sse_events``) and writing itself to an ASGI ``send`` (``send_to``)."""
+(``chunks()``) and writing itself to an ASGI ``send`` (``send_to``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from chatkit_django.streaming import (
     SSE_KEEPALIVE,
     EventStream,
     EventStreamResponse,
-    sse_events,
 )
 
 
@@ -46,13 +45,18 @@ class Script:
         self.finished = True
 
 
+def read_stream(*args, **kwargs):
+    """An ``EventStream``'s events, read (``async for``): what Django's handler does."""
+    return EventStream(*args, **kwargs).chunks()
+
+
 async def collect(stream) -> list[bytes]:
     return [chunk async for chunk in stream]
 
 
 async def test_events_flowing_faster_than_the_interval_get_no_keepalive():
     script = Script(b"a", 0.01, b"b", 0.01, b"c", 0.01, b"d")
-    chunks = await collect(sse_events(script, keepalive=0.2))
+    chunks = await collect(read_stream(script, keepalive=0.2))
     assert b"".join(chunks) == b"abcd"
     assert SSE_KEEPALIVE not in chunks
     assert script.finished
@@ -60,7 +64,7 @@ async def test_events_flowing_faster_than_the_interval_get_no_keepalive():
 
 async def test_silence_longer_than_the_interval_sends_keepalives_between_events():
     script = Script(b"a", 0.35, b"b")
-    chunks = await collect(sse_events(script, keepalive=0.1))
+    chunks = await collect(read_stream(script, keepalive=0.1))
     assert chunks[0] == b"a"
     assert chunks[-1] == b"b"
     # 0.35 s of silence at a 0.1 s interval: three comments (timers can run late, not early).
@@ -71,14 +75,14 @@ async def test_silence_longer_than_the_interval_sends_keepalives_between_events(
 async def test_the_silence_is_counted_from_the_last_write():
     # Each gap is shorter than the interval, though together they are far longer.
     script = Script(b"a", 0.06, b"b", 0.06, b"c", 0.06, b"d", 0.06, b"e")
-    chunks = await collect(sse_events(script, keepalive=0.1))
+    chunks = await collect(read_stream(script, keepalive=0.1))
     assert SSE_KEEPALIVE not in chunks
     assert b"".join(chunks) == b"abcde"
 
 
 async def test_events_produced_while_the_reader_is_busy_go_out_in_one_write():
     script = Script(b"a", b"b", b"c", 0.01, b"d")
-    stream = sse_events(script, keepalive=5)
+    stream = read_stream(script, keepalive=5)
     first = await anext(stream)
     # The generator yields nothing between "a", "b" and "c", so the reader finds all three.
     assert first == b"abc"
@@ -87,7 +91,7 @@ async def test_events_produced_while_the_reader_is_busy_go_out_in_one_write():
 
 async def test_an_error_outside_the_sdk_ends_the_stream_with_its_error_event():
     script = Script(b"data: {}\n\n", RuntimeError("row vanished"))
-    chunks = await collect(sse_events(script, keepalive=5))
+    chunks = await collect(read_stream(script, keepalive=5))
     assert chunks[0] == b"data: {}\n\n"
     assert chunks[-1].startswith(b"data: ")
     event = json.loads(chunks[-1][len(b"data: ") :])
@@ -96,7 +100,7 @@ async def test_an_error_outside_the_sdk_ends_the_stream_with_its_error_event():
 
 async def test_closing_the_reader_cancels_the_stream_and_waits_for_its_cleanup():
     script = Script(b"a", float("inf"), b"never")
-    stream = sse_events(script, keepalive=5)
+    stream = read_stream(script, keepalive=5)
     assert await anext(stream) == b"a"
     await stream.aclose()
     # aclose() returned only after the SDK's cancellation handling had run.
@@ -109,7 +113,7 @@ async def test_cancelling_the_reading_task_cancels_the_stream():
     started = asyncio.Event()
 
     async def read():
-        async for chunk in sse_events(script, keepalive=5):
+        async for chunk in read_stream(script, keepalive=5):
             started.set()
             assert chunk == b"a"
 
@@ -124,7 +128,7 @@ async def test_cancelling_the_reading_task_cancels_the_stream():
 async def test_no_timer_outlives_the_stream():
     loop = asyncio.get_running_loop()
     before = {h for h in loop._scheduled if not h.cancelled()}
-    await collect(sse_events(Script(b"a", 0.01, b"b"), keepalive=0.05))
+    await collect(read_stream(Script(b"a", 0.01, b"b"), keepalive=0.05))
     after = {h for h in loop._scheduled if not h.cancelled()}
     assert after <= before
 
@@ -164,7 +168,7 @@ async def test_release_runs_every_interval_while_the_stream_is_open():
         calls.append(asyncio.get_running_loop().time())
 
     script = Script(b"a", 0.35, b"b", 0.01, b"c")
-    chunks = await collect(sse_events(script, keepalive=5, release=release, release_every=0.1))
+    chunks = await collect(read_stream(script, keepalive=5, release=release, release_every=0.1))
     assert b"".join(chunks) == b"abc"
     assert SSE_KEEPALIVE not in chunks  # a release is not a silence
     assert 2 <= len(calls) <= 4
@@ -179,7 +183,7 @@ async def test_a_failing_release_is_logged_and_the_stream_goes_on(caplog):
         raise RuntimeError("database went away")
 
     script = Script(b"a", 0.25, b"b")
-    chunks = await collect(sse_events(script, keepalive=5, release=release, release_every=0.1))
+    chunks = await collect(read_stream(script, keepalive=5, release=release, release_every=0.1))
     assert b"".join(chunks) == b"ab"
     assert "Releasing database connections" in caplog.text
 
@@ -190,7 +194,7 @@ async def test_no_release_without_an_interval():
     async def release():
         calls.append(1)
 
-    await collect(sse_events(Script(b"a", 0.2, b"b"), keepalive=5, release=release))
+    await collect(read_stream(Script(b"a", 0.2, b"b"), keepalive=5, release=release))
     assert calls == []
 
 
@@ -203,7 +207,7 @@ async def test_a_hang_up_before_the_input_is_stored_lets_the_sdk_store_it_first(
     # The SDK saves the thread and the user message between "thread.created" and the
     # stream options: a hang-up in between must not cancel that.
     script = Script(b"created", float("inf"), OPTIONS, 5.0, b"never")
-    stream = sse_events(script, keepalive=5, shield_until=INPUT_STORED)
+    stream = read_stream(script, keepalive=5, shield_until=INPUT_STORED)
     assert await anext(stream) == b"created"
     closing = asyncio.create_task(stream.aclose())
     await asyncio.sleep(0.05)
@@ -218,7 +222,7 @@ async def test_a_hang_up_before_the_input_is_stored_lets_the_sdk_store_it_first(
 
 async def test_a_hang_up_after_the_input_is_stored_cancels_at_once():
     script = Script(b"created", OPTIONS, b"delta", float("inf"), b"never")
-    stream = sse_events(script, keepalive=5, shield_until=INPUT_STORED)
+    stream = read_stream(script, keepalive=5, shield_until=INPUT_STORED)
     assert b"delta" in await anext(stream)
     await stream.aclose()
     assert script.cancelled
@@ -226,7 +230,7 @@ async def test_a_hang_up_after_the_input_is_stored_cancels_at_once():
 
 async def test_without_a_shield_a_hang_up_cancels_at_once():
     script = Script(b"created", float("inf"), OPTIONS)
-    stream = sse_events(script, keepalive=5)
+    stream = read_stream(script, keepalive=5)
     assert await anext(stream) == b"created"
     await stream.aclose()
     assert script.cancelled
@@ -257,7 +261,7 @@ class Flood:
 
 async def test_a_slow_reader_holds_the_producer_back():
     flood = Flood(count=1000, size=1000)
-    stream = sse_events(flood, keepalive=5, max_buffer=10_000)
+    stream = read_stream(flood, keepalive=5, max_buffer=10_000)
     received = 0
     for _ in range(20):
         received += len(await anext(stream))
@@ -274,7 +278,7 @@ async def test_a_slow_reader_holds_the_producer_back():
 
 async def test_a_hang_up_while_the_producer_waits_for_space_cancels_inside_the_sdk():
     flood = Flood(count=1000, size=1000)
-    stream = sse_events(flood, keepalive=5, max_buffer=5000)
+    stream = read_stream(flood, keepalive=5, max_buffer=5000)
     await anext(stream)
     for _ in range(50):
         await asyncio.sleep(0)  # the producer fills the buffer and waits

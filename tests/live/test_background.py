@@ -44,8 +44,6 @@ def finish_env(marks: Path, **settings: Any) -> dict[str, str]:
     }
 
 
-
-
 @pytest.fixture(params=sorted(APPS))
 def app(request):
     return APPS[request.param]

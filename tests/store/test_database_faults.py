@@ -31,7 +31,7 @@ from chatkit_django.consumers import ChatKitConsumer
 from chatkit_django.models import Attachment, ThreadItem
 from chatkit_django.reconnect import is_dead_connection_error
 from chatkit_django.store import DjangoStore
-from chatkit_django.streaming import sse_events
+from chatkit_django.streaming import EventStream
 from tests.chatkit_client import ENDPOINT, parse_sse, post
 from tests.factories import make_assistant_message, make_context, make_thread
 from tests.live_server import free_port
@@ -41,6 +41,11 @@ SESSION_MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
 ]
+
+
+def read_stream(*args, **kwargs):
+    """An ``EventStream``'s events, read (``async for``): what Django's handler does."""
+    return EventStream(*args, **kwargs).chunks()
 
 
 @pytest.fixture
@@ -149,7 +154,7 @@ async def test_a_stream_ended_by_a_database_error_may_be_retried():
         raise error
 
     async def last_event(error: Exception) -> dict:
-        chunks = sse_events(StreamingResult(failing(error)), keepalive=60)
+        chunks = read_stream(StreamingResult(failing(error)), keepalive=60)
         return parse_sse(b"".join([c async for c in chunks]))[-1]
 
     assert await last_event(OperationalError("the database went away")) == {
