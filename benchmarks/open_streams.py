@@ -21,8 +21,11 @@ the comparison to read on a noisy machine). No thresholds are asserted: read the
 
     BENCH_DB=postgres .venv/bin/python benchmarks/open_streams.py
 
-``--apps django-stock`` adds the endpoint under Django's own ``get_asgi_application()`` (a
-thread per request for as long as it streams), for comparison.
+More apps for comparison (``--apps``): ``django-stock``, the endpoint under Django's own
+``get_asgi_application()`` (a thread per request for as long as it streams);
+``django-1-thread``, under ``chatkit_django.asgi`` with ``REQUEST_THREADS = 1``;
+``django-bare``, the FastAPI app's few lines as a plain Django view (Django's own cost).
+``--open 0`` measures the CPU costs only.
 """
 
 from __future__ import annotations
@@ -47,6 +50,12 @@ APPS = {  # name: (ASGI application, environment)
     "django": ("benchmarks.endpoint_asgi:application", {}),
     "django-stock": ("benchmarks.endpoint_asgi:application", {"BENCH_ASGI": "django"}),
     "fastapi": ("benchmarks.endpoint_fastapi:app", {}),
+    # The FastAPI app's few lines as a plain async Django view (benchmarks/endpoint_bare_urls.py)
+    # under chatkit_django.asgi: Django's own cost, without the endpoint's.
+    "django-bare": (
+        "benchmarks.endpoint_asgi:application",
+        {"BENCH_URLCONF": "benchmarks.endpoint_bare_urls"},
+    ),
     # chatkit_django.asgi with one request thread: no two threads contend for the GIL.
     "django-1-thread": ("benchmarks.endpoint_asgi:application", {"BENCH_REQUEST_THREADS": "1"}),
 }
@@ -239,7 +248,8 @@ def main() -> None:
             with serve_process(app, {**env, **app_env}) as (base, proc):
                 port, pid = int(base.rsplit(":", 1)[1]), proc.pid
                 row = asyncio.run(cost_phase(port, cookie, pid, args))
-                row.update(asyncio.run(open_phase(port, cookie, pid, args)))
+                if args.open:  # --open 0: the CPU costs only
+                    row.update(asyncio.run(open_phase(port, cookie, pid, args)))
             results[name].append(row)
             print(f"  {name}: {row}", file=sys.stderr)
 
