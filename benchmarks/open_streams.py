@@ -265,10 +265,15 @@ def table(results: dict[str, list[dict[str, float]]], apps: list[str], args: Any
     db = os.environ.get("BENCH_DB", "sqlite")
     lines = [
         (
-            f"{args.open} streams arriving over {args.arrival:g} s, {args.deltas} deltas every "
-            f"{args.delay:g} s; cost: {args.cost_streams} streams x 0 and {args.event_streams} x "
-            f"{args.cost_deltas} deltas"
-            f"; {args.rounds} rounds, {db}, uvicorn 1 worker each; median (min-max)"
+            (
+                f"{args.open} streams arriving over {args.arrival:g} s, {args.deltas} deltas "
+                f"every {args.delay:g} s; "
+                if args.open
+                else ""
+            )
+            + f"cost: {args.cost_streams} streams x 0 and {args.event_streams} x "
+            f"{args.cost_deltas} deltas; {args.rounds} rounds, {db}, uvicorn 1 worker each; "
+            "median (min-max)"
         ),
         f"{'':15}" + "".join(f"{name:>24}" for name in apps),
     ]
