@@ -6,6 +6,7 @@ Every id is listed in docs/reference/checks.md; tests assert each one.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from typing import Any
 
 from django.conf import settings
@@ -76,6 +77,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                 )
             )
     errors.extend(_check_server_class(imported, "SERVER_CLASS" in imported))
+    errors.extend(_check_context_factory(imported.get("CONTEXT_FACTORY")))
     errors.extend(_check_entity_sources(imported.get("ENTITY_SOURCES")))
     for key in POSITIVE_NUMBERS + OPTIONAL_POSITIVE_NUMBERS + POSITIVE_INTEGERS:
         value = user.get(key, DEFAULTS[key])
@@ -126,6 +128,31 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
             )
         )
     return errors
+
+
+def _check_context_factory(factory: Any) -> list[Error | Warning]:
+    """Every request calls ``factory(request)``: say now if it cannot be, not with a 500 per
+    request. (Server-started conversations call ``factory(None, user=..., scope=...)``; a
+    factory without those arguments is fine for a project that never starts one, and
+    ``make_user_context`` names the problem when one is started.)"""
+    if factory is None:
+        return []
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return []  # a callable Python cannot inspect (a builtin): nothing to say
+    name = getattr(factory, "__qualname__", repr(factory))
+    try:
+        signature.bind(None)
+    except TypeError:
+        return [
+            Error(
+                f"CHATKIT['CONTEXT_FACTORY'] {name} cannot be called with the request alone.",
+                hint="Define it as 'def factory(request, user=None, scope=None)'.",
+                id="chatkit_django.E012",
+            )
+        ]
+    return []
 
 
 def _check_upload_limits(value: Any) -> list[Error | Warning]:

@@ -545,3 +545,36 @@ def test_w050_pool_smaller_than_request_threads(
         f"DATABASES['default']'s connection pool holds at most {size} connections, "
         f"fewer than CHATKIT['REQUEST_THREADS'] ({threads})."
     )
+
+
+def takes_nothing() -> None:
+    """A context factory that cannot take the request."""
+
+
+def takes_two(request: Any, tenant: Any) -> None:
+    """Nor can this one, with the request alone."""
+
+
+def takes_the_request(request: Any) -> None:
+    """Enough for the endpoint (not for server-started conversations, said when used)."""
+
+
+async def takes_everything(request: Any, user: Any = None, scope: Any = None) -> None:
+    """What the guide recommends."""
+
+
+@pytest.mark.parametrize("factory", ["takes_nothing", "takes_two"])
+def test_e012_the_context_factory_takes_the_request(factory: str) -> None:
+    for good in ("takes_the_request", "takes_everything"):
+        with override_settings(
+            CHATKIT={"SERVER_CLASS": ECHO, "CONTEXT_FACTORY": f"{__name__}.{good}"}
+        ):
+            assert run_all() == []
+    with override_settings(
+        CHATKIT={"SERVER_CLASS": ECHO, "CONTEXT_FACTORY": f"{__name__}.{factory}"}
+    ):
+        message = only(run_all())
+    assert message.id == "chatkit_django.E012"
+    assert message.msg == (
+        f"CHATKIT['CONTEXT_FACTORY'] {factory} cannot be called with the request alone."
+    )
